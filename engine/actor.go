@@ -1,0 +1,567 @@
+package engine
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/engine/store"
+	"github.com/amsync/amsync/engine/wire"
+)
+
+type evKind int
+
+const (
+	evMessage evKind = iota // sync, request or ephemeral from a session
+	evGone                  // the session ended
+	evEvict                 // drop the loaded replica if idle
+	evChange                // local change through the embedding API
+	evRead                  // read through the embedding API
+)
+
+type docEvent struct {
+	kind   evKind
+	sess   *Session
+	msg    wire.Message
+	change *LocalChange
+	read   func(*crdt.Doc) error
+	result chan changeResult
+}
+
+type peerStatus int
+
+const (
+	statusUnknown peerStatus = iota
+	statusHas
+	statusWants
+	statusUnavailable
+)
+
+// docPeer is the state of one (peer, document) pair, as automerge-repo's
+// DocSynchronizer keeps it: what the peer is known to want or have, and
+// the sync state kept while the replica is not loaded.
+type docPeer struct {
+	key      PeerKey
+	status   peerStatus
+	attached bool   // attached to the current replica
+	kept     []byte // encoded sync state while the replica is evicted
+}
+
+// docActor runs one document. Its queue is filled by sessions and the
+// embedding API; its task drains the queue in batches, so that a burst of
+// messages costs one replica step, one durable write and one round of
+// messages. Everything below mu is owned by the running task.
+type docActor struct {
+	e     *Engine
+	id    string
+	shard *shard
+
+	mu      sync.Mutex
+	queue   []docEvent
+	running bool
+
+	replica     CoreReplica
+	empty       bool // the replica had no changes after the last step
+	broken      error
+	quarantined time.Time // no load before this time: the document aborts the core
+	peers       map[*Session]*docPeer
+	byKey       map[PeerKey]*Session
+	stored      map[string][]byte // sync states read from the store, by storage id
+
+	// guarded by e.lruMu
+	elem     *list.Element
+	lastUsed time.Time
+	size     int64
+	evicting bool
+}
+
+func (a *docActor) run() {
+	defer a.e.tasks.Done()
+	for {
+		a.mu.Lock()
+		evs := a.queue
+		a.queue = nil
+		a.mu.Unlock()
+		if len(evs) == 0 {
+			if a.finish() {
+				return
+			}
+			continue
+		}
+		a.process(evs)
+	}
+}
+
+// finish ends the task when the queue is empty, and forgets the actor
+// entirely when it holds nothing worth keeping. It reports false when an
+// event arrived meanwhile.
+func (a *docActor) finish() bool {
+	sh := a.shard
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queue) > 0 {
+		return false
+	}
+	a.running = false
+	if a.replica == nil && len(a.peers) == 0 && sh.docs[a.id] == a {
+		delete(sh.docs, a.id)
+		a.e.stats.DocsActive.Add(-1)
+	}
+	return true
+}
+
+func (a *docActor) load() {
+	if now := a.e.cfg.Now(); now.Before(a.quarantined) {
+		a.broken = fmt.Errorf("%w: quarantined until %s after crashing the automerge core", ErrBroken, a.quarantined.Format(time.RFC3339))
+		return
+	}
+	ctx := context.Background()
+	chunks, err := a.e.cfg.Store.LoadRange(ctx, store.Key{a.id})
+	if err != nil {
+		a.e.log.Error("load document", "doc", a.id, "err", err)
+		a.broken = fmt.Errorf("%w: %v", ErrBroken, err)
+		return
+	}
+	a.stored = map[string][]byte{}
+	for _, c := range chunks {
+		if len(c.Key) == 3 && c.Key[1] == store.KindSyncState {
+			a.stored[c.Key[2]] = c.Data
+		}
+		if check := a.e.cfg.CheckDocument; check != nil && len(c.Key) == 3 && c.Key[1] != store.KindSyncState {
+			if err := check(c.Data); err != nil {
+				a.e.log.Error("stored chunk rejected", "doc", a.id, "key", c.Key.String(), "err", err)
+				a.broken = fmt.Errorf("%w: %v", ErrBroken, err)
+				return
+			}
+		}
+	}
+	r, err := a.e.core.Load(a.id, a.e.actor, chunks)
+	if err != nil {
+		if errors.Is(err, ErrCoreCrashed) {
+			// The stored document itself aborts the core: keep it on disk
+			// untouched, and stop feeding it to the core for a while.
+			a.e.stats.CoreCrashes.Add(1)
+			a.quarantined = a.e.cfg.Now().Add(a.e.cfg.QuarantineFor)
+		}
+		a.e.log.Error("load document", "doc", a.id, "err", err)
+		a.broken = fmt.Errorf("%w: %v", ErrBroken, err)
+		return
+	}
+	a.replica = r
+	for _, p := range a.peers {
+		p.attached = false
+	}
+	a.e.stats.DocLoads.Add(1)
+}
+
+// dropReplica forgets the loaded replica without persisting anything (the
+// core lost it, or its effects could not be made durable).
+func (a *docActor) dropReplica() {
+	if a.replica != nil {
+		a.replica.Close()
+	}
+	a.replica = nil
+	a.stored = nil
+	a.e.untrack(a)
+	for _, p := range a.peers {
+		p.attached = false
+		p.kept = nil
+	}
+}
+
+func (a *docActor) peer(s *Session) *docPeer {
+	p := a.peers[s]
+	if p == nil {
+		p = &docPeer{key: s.key}
+		a.peers[s] = p
+		a.byKey[s.key] = s
+	}
+	return p
+}
+
+func (a *docActor) dropPeer(s *Session) {
+	delete(a.peers, s)
+	delete(a.byKey, s.key)
+}
+
+// sortedPeers returns the sessions in a fixed order (by key), so that the
+// messages of a step go out in the same order in every run.
+func (a *docActor) sortedPeers() []*Session {
+	out := make([]*Session, 0, len(a.peers))
+	for s := range a.peers {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(x, y *Session) int { return int(x.id) - int(y.id) })
+	return out
+}
+
+func (a *docActor) process(evs []docEvent) {
+	needReplica := false
+	evict := false
+	for _, ev := range evs {
+		switch ev.kind {
+		case evMessage:
+			needReplica = needReplica || ev.msg.Type != wire.TypeEphemeral
+		case evChange, evRead:
+			needReplica = true
+		case evEvict:
+			evict = true
+		}
+	}
+	if needReplica && a.replica == nil {
+		a.broken = nil
+		a.load()
+	}
+
+	b := batch{requested: map[*Session]bool{}}
+	var reads []docEvent
+	var gone []*Session
+	for _, ev := range evs {
+		switch ev.kind {
+		case evMessage:
+			s := ev.sess
+			if ev.msg.Type == wire.TypeEphemeral {
+				a.peer(s)
+				a.forwardEphemeral(s, ev.msg)
+				continue
+			}
+			if a.broken != nil {
+				s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id})
+				continue
+			}
+			if check := a.e.cfg.CheckSync; check != nil {
+				if err := check(ev.msg.Data); err != nil {
+					s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
+					continue
+				}
+			}
+			p := a.peer(s)
+			if ev.msg.Type == wire.TypeRequest && p.status != statusHas {
+				p.status = statusWants
+				b.requested[s] = true
+			}
+			b.in.Receive = append(b.in.Receive, PeerData{Peer: p.key, Data: ev.msg.Data})
+		case evGone:
+			if p, ok := a.peers[ev.sess]; ok {
+				if p.attached {
+					b.in.Detach = append(b.in.Detach, p.key)
+				}
+				gone = append(gone, ev.sess)
+			}
+		case evChange:
+			if a.broken != nil {
+				ev.result <- changeResult{err: a.broken}
+				continue
+			}
+			b.in.Changes = append(b.in.Changes, *ev.change)
+			b.changes = append(b.changes, ev)
+		case evRead:
+			reads = append(reads, ev)
+		}
+	}
+
+	if a.replica != nil {
+		a.execute(b)
+	}
+	for _, s := range gone {
+		a.dropPeer(s)
+	}
+	if len(gone) > 0 && a.replica != nil {
+		// The peer that had the document may have been the one that left.
+		a.sendUnavailable(a.unavailable())
+	}
+	for _, ev := range reads {
+		a.read(ev)
+	}
+	if evict {
+		a.evict()
+	}
+}
+
+func (a *docActor) read(ev docEvent) {
+	if a.replica == nil && a.broken == nil {
+		a.load()
+	}
+	if a.broken != nil {
+		ev.result <- changeResult{err: a.broken}
+		return
+	}
+	empty := false
+	heads, err := a.replica.Read(func(d *crdt.Doc) error {
+		if d.Empty() {
+			empty = true
+			return nil
+		}
+		return ev.read(d)
+	})
+	if errors.Is(err, ErrReplicaLost) || errors.Is(err, ErrCoreCrashed) {
+		a.dropReplica()
+		err = fmt.Errorf("%w: %v", ErrBroken, err)
+	}
+	if err == nil && empty {
+		err = ErrUnavailable
+	}
+	ev.result <- changeResult{heads: heads, err: err}
+}
+
+// batch is one replica step's worth of work and what its results go to.
+type batch struct {
+	in        ReplicaInput
+	requested map[*Session]bool // sessions whose message was a request
+	changes   []docEvent        // local changes, one result each
+}
+
+// callStep attaches the peers the replica does not know yet, names the
+// fan-out set, and runs the step; a replica lost to another document's
+// crash is reloaded once.
+func (a *docActor) callStep(in ReplicaInput) (ReplicaOutput, error) {
+	for attempt := 0; ; attempt++ {
+		in.Attach, in.Generate = nil, nil
+		for _, s := range a.sortedPeers() {
+			p := a.peers[s]
+			in.Generate = append(in.Generate, p.key)
+			if p.attached {
+				continue
+			}
+			init := PeerInit{Peer: p.key, SyncState: p.kept}
+			if !s.ephemeral && s.storageID != "" {
+				init.StorageID = s.storageID
+				if init.SyncState == nil {
+					init.SyncState = a.stored[s.storageID]
+				}
+			}
+			in.Attach = append(in.Attach, init)
+		}
+		out, err := a.replica.Step(in)
+		if err == nil {
+			for _, p := range a.peers {
+				p.attached = true
+				p.kept = nil
+			}
+			return out, nil
+		}
+		if !errors.Is(err, ErrReplicaLost) || attempt > 0 {
+			return out, err
+		}
+		a.dropReplica()
+		a.load()
+		if a.replica == nil {
+			return out, a.broken
+		}
+	}
+}
+
+// execute runs a batch. When the core crashes on it, the batch is split
+// and replayed one message at a time on a reloaded replica, so that the
+// one input that aborts the core is found, discarded and its sender
+// disconnected, and every other input still lands.
+func (a *docActor) execute(b batch) {
+	out, err := a.callStep(b.in)
+	if err == nil {
+		a.commit(b, out)
+		return
+	}
+	if !errors.Is(err, ErrCoreCrashed) {
+		a.e.log.Error("replica step", "doc", a.id, "err", err)
+		a.abandon(err, b)
+		return
+	}
+	a.e.stats.CoreCrashes.Add(1)
+	a.e.log.Warn("automerge core crashed; replaying the batch input by input", "doc", a.id, "inputs", len(b.in.Receive)+len(b.in.Changes), "err", err)
+	a.dropReplica()
+	parts := b.split()
+	if len(parts) == 1 {
+		a.blame(parts[0], err)
+		return
+	}
+	for _, part := range parts {
+		if a.replica == nil {
+			a.load()
+			if a.replica == nil {
+				a.abandon(a.broken, part)
+				continue
+			}
+		}
+		out, err := a.callStep(part.in)
+		switch {
+		case err == nil:
+			a.commit(part, out)
+		case errors.Is(err, ErrCoreCrashed):
+			a.dropReplica()
+			a.blame(part, err)
+		default:
+			a.abandon(err, part)
+		}
+	}
+}
+
+// split turns a batch into one part per input: the local changes and
+// departures first, then each received message alone.
+func (b batch) split() []batch {
+	var parts []batch
+	first := batch{requested: map[*Session]bool{}, changes: b.changes}
+	first.in.Changes, first.in.Detach, first.in.Flush = b.in.Changes, b.in.Detach, b.in.Flush
+	if len(first.in.Changes)+len(first.in.Detach) > 0 || len(b.in.Receive) == 0 {
+		parts = append(parts, first)
+	}
+	for _, m := range b.in.Receive {
+		p := batch{requested: b.requested}
+		p.in.Receive = []PeerData{m}
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// blame handles the one input that aborted the core: its sender is told,
+// disconnected and refused for a while; a local change fails.
+func (a *docActor) blame(b batch, err error) {
+	for _, m := range b.in.Receive {
+		if s := a.byKey[m.Peer]; s != nil {
+			a.e.ban(s.PeerID())
+			a.e.log.Warn("discarded a message that aborts the automerge core", "doc", a.id, "peer", s.PeerID(), "bytes", len(m.Data))
+			s.fail(ClosePolicyViolation, fmt.Errorf("%w: it aborts the automerge core; discarded", ErrRejected))
+		}
+	}
+	for _, ev := range b.changes {
+		ev.result <- changeResult{err: fmt.Errorf("engine: change aborted the automerge core: %w", err)}
+	}
+}
+
+// commit makes a step's writes durable, then sends its messages.
+func (a *docActor) commit(b batch, out ReplicaOutput) {
+	for _, rj := range out.Rejected {
+		if s := a.byKey[rj.Peer]; s != nil {
+			s.fail(ClosePolicyViolation, rj.Err)
+		}
+	}
+	for k, n := range out.TheirHeads {
+		if s := a.byKey[k]; s != nil && n > 0 {
+			a.peers[s].status = statusHas
+		}
+	}
+	if len(out.Saves) > 0 {
+		start := a.e.cfg.Now()
+		if err := a.e.cfg.Store.Apply(context.Background(), out.Saves); err != nil {
+			a.e.stats.StoreErrors.Add(1)
+			a.e.log.Error("persist document", "doc", a.id, "err", err)
+			a.abandon(err, b)
+			return
+		}
+		a.e.stats.Saves.Add(1)
+		a.e.stats.observeSave(a.e.cfg.Now().Sub(start))
+	}
+	for i, ev := range b.changes {
+		var err error
+		if i < len(out.ChangeErrors) {
+			err = out.ChangeErrors[i]
+		}
+		ev.result <- changeResult{heads: out.Heads, err: err}
+	}
+	// Durable: now the peers may learn of the new heads.
+	a.empty = out.Empty
+	unavailable := a.unavailable()
+	for _, m := range out.Messages {
+		s := a.byKey[m.Peer]
+		if s == nil || unavailable[s] {
+			continue
+		}
+		s.send(wire.Message{Type: wire.TypeSync, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id, Data: m.Data})
+	}
+	a.sendUnavailable(unavailable)
+	a.e.touch(a, int64(out.SavedBytes))
+}
+
+// unavailable marks, and returns, the peers to tell doc-unavailable: as in
+// automerge-repo, when the document has no changes here and no connected
+// peer announced that it has them, every peer that asked for it is told.
+// A peer that does have it may still upload it; the askers then get it
+// pushed, as they stay in the document's peer set.
+func (a *docActor) unavailable() map[*Session]bool {
+	if !a.empty {
+		return nil
+	}
+	for _, p := range a.peers {
+		if p.status == statusHas {
+			return nil
+		}
+	}
+	var out map[*Session]bool
+	for s, p := range a.peers {
+		if p.status == statusWants {
+			p.status = statusUnavailable
+			if out == nil {
+				out = map[*Session]bool{}
+			}
+			out[s] = true
+		}
+	}
+	return out
+}
+
+func (a *docActor) sendUnavailable(to map[*Session]bool) {
+	for _, s := range a.sortedPeers() {
+		if to[s] {
+			s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id})
+		}
+	}
+}
+
+// abandon handles a step whose effects cannot be made durable: the replica
+// is dropped (it may hold changes the store does not), nothing is sent,
+// local changes fail, and the peers whose messages were in the batch are
+// disconnected so that they sync again from what is durable.
+func (a *docActor) abandon(err error, b batch) {
+	a.dropReplica()
+	for _, ev := range b.changes {
+		ev.result <- changeResult{err: fmt.Errorf("engine: change not persisted: %w", err)}
+	}
+	for _, m := range b.in.Receive {
+		if s := a.byKey[m.Peer]; s != nil {
+			s.conn.Close(CloseInternalError, "storage error; reconnect to resync")
+			s.Closed()
+		}
+	}
+}
+
+func (a *docActor) forwardEphemeral(from *Session, m wire.Message) {
+	for _, s := range a.sortedPeers() {
+		if s == from {
+			continue
+		}
+		fwd := m
+		fwd.TargetID = s.PeerID()
+		s.send(fwd)
+	}
+}
+
+// evict drops the loaded replica, keeping each peer's sync state so that
+// syncing resumes where it was when the document is loaded again.
+func (a *docActor) evict() {
+	if a.replica == nil {
+		a.e.untrack(a)
+		return
+	}
+	out, err := a.replica.Step(ReplicaInput{Flush: true})
+	if err == nil && len(out.Saves) > 0 {
+		err = a.e.cfg.Store.Apply(context.Background(), out.Saves)
+	}
+	if err != nil {
+		a.e.log.Warn("persist sync states on eviction", "doc", a.id, "err", err)
+	}
+	states, err := a.replica.SyncStates()
+	if err != nil {
+		states = nil
+	}
+	a.dropReplica()
+	for _, p := range a.peers {
+		p.kept = states[p.key]
+	}
+	a.e.stats.Evictions.Add(1)
+}

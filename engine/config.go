@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/amsync/amsync/engine/store"
+)
+
+// ErrConfig wraps every configuration error.
+var ErrConfig = errors.New("engine: invalid config")
+
+// Config configures an Engine. The zero value of every field but Store is
+// replaced by its default in validate.
+type Config struct {
+	// Store holds documents and sync states. Required.
+	Store store.Store
+	// PeerID is the engine's peer id on the wire. Default
+	// "storage-server-<hostname>" is set by the relay; the engine default is
+	// "amsync-" followed by the first 8 characters of the storage id.
+	PeerID string
+	// StorageID is advertised in peerMetadata. Default: read from the
+	// store, or created and persisted there before it is first advertised.
+	StorageID string
+	// Logger receives structured logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default: time.Now. Simulations inject a virtual one.
+	Now func() time.Time
+	// Rand is the source of actor ids and storage ids. Default crypto/rand.
+	Rand io.Reader
+	// Go runs a document task. Default: go f(). Simulations queue the task
+	// and run it at a step of their choosing.
+	Go func(f func())
+	// MaxLoadedDocs caps the documents held in memory; the least recently
+	// used idle one is evicted beyond it. Default 10000.
+	MaxLoadedDocs int
+	// MaxLoadedBytes caps the stored size of the documents held in memory
+	// (a proxy for their memory use). Default 512 MiB.
+	MaxLoadedBytes int64
+	// IdleTimeout evicts a loaded document this long after its last event
+	// (checked on Tick). Default 2 minutes.
+	IdleTimeout time.Duration
+	// Core runs the automerge side of documents. Default InProcess, which
+	// trusts its peers: see package isolate for crash isolation.
+	Core Core
+	// QuarantineFor is how long a document whose stored form aborts the
+	// core is refused before another load is tried. Default 10 minutes.
+	QuarantineFor time.Duration
+	// BanFor is how long a peer id whose message aborted the core is
+	// refused at join. Default 1 minute.
+	BanFor time.Duration
+	// CheckSync, when set, vets every sync message before it reaches the
+	// automerge core; an error rejects the message (and closes the peer).
+	CheckSync func(data []byte) error
+	// CheckDocument, when set, vets stored chunks before they are loaded.
+	CheckDocument func(data []byte) error
+}
+
+func (c *Config) validate() error {
+	if c.Store == nil {
+		return fmt.Errorf("%w: Store is required", ErrConfig)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.Go == nil {
+		c.Go = func(f func()) { go f() }
+	}
+	if c.MaxLoadedDocs == 0 {
+		c.MaxLoadedDocs = 10000
+	}
+	if c.MaxLoadedDocs < 1 {
+		return fmt.Errorf("%w: MaxLoadedDocs %d < 1", ErrConfig, c.MaxLoadedDocs)
+	}
+	if c.MaxLoadedBytes == 0 {
+		c.MaxLoadedBytes = 512 << 20
+	}
+	if c.MaxLoadedBytes < 0 {
+		return fmt.Errorf("%w: MaxLoadedBytes %d < 0", ErrConfig, c.MaxLoadedBytes)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.Core == nil {
+		c.Core = InProcess{}
+	}
+	if c.QuarantineFor == 0 {
+		c.QuarantineFor = 10 * time.Minute
+	}
+	if c.BanFor == 0 {
+		c.BanFor = time.Minute
+	}
+	if c.IdleTimeout < 0 {
+		return fmt.Errorf("%w: IdleTimeout %v < 0", ErrConfig, c.IdleTimeout)
+	}
+	return nil
+}

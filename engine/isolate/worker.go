@@ -1,0 +1,123 @@
+package isolate
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/engine"
+)
+
+// EnvWorker is set in a worker process's environment. A binary that
+// imports this package and is started with it set runs as a worker
+// (from this package's init) instead of running its main.
+const EnvWorker = "AMSYNC_CORE_WORKER"
+
+func init() {
+	if os.Getenv(EnvWorker) == "1" {
+		os.Exit(serve(os.Stdin, os.Stdout))
+	}
+}
+
+// serve is the worker's loop: one request in, one response out, until the
+// host closes stdin. The automerge core may abort the process at any
+// point; the host then sees EOF and knows which request did it.
+func serve(in io.Reader, out io.Writer) int {
+	r := bufio.NewReaderSize(in, 64<<10)
+	w := bufio.NewWriterSize(out, 64<<10)
+	docs := map[string]*engine.Replica{}
+	for {
+		var req request
+		if err := readFrame(r, &req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0
+			}
+			fmt.Fprintf(os.Stderr, "isolate worker: %v\n", err)
+			return 3
+		}
+		resp := handle(docs, &req)
+		if err := writeFrame(w, resp); err != nil {
+			fmt.Fprintf(os.Stderr, "isolate worker: %v\n", err)
+			return 3
+		}
+	}
+}
+
+func handle(docs map[string]*engine.Replica, req *request) response {
+	switch req.Op {
+	case opLoad:
+		rep, err := engine.LoadReplica(req.Doc, crdt.ActorID(req.Actor), req.Chunks)
+		if err != nil {
+			return response{Err: err.Error()}
+		}
+		docs[req.Doc] = rep
+		return response{}
+	case opDrop:
+		delete(docs, req.Doc)
+		return response{}
+	}
+	rep := docs[req.Doc]
+	if rep == nil {
+		return response{Err: "isolate: document not loaded in this worker"}
+	}
+	switch req.Op {
+	case opStep:
+		o, err := rep.Step(req.In)
+		if err != nil {
+			return response{Err: err.Error()}
+		}
+		return response{Out: toWire(o)}
+	case opSyncStates:
+		return response{States: rep.SyncStates()}
+	case opSave:
+		return response{Data: rep.Doc().Save()}
+	}
+	return response{Err: fmt.Sprintf("isolate: unknown op %d", req.Op)}
+}
+
+func toWire(o engine.ReplicaOutput) *output {
+	w := &output{
+		Saves: o.Saves, Messages: o.Messages, TheirHeads: o.TheirHeads,
+		HeadsChanged: o.HeadsChanged, Empty: o.Empty, SavedBytes: o.SavedBytes,
+	}
+	for _, r := range o.Rejected {
+		w.Rejected = append(w.Rejected, rejected{Peer: r.Peer, Err: r.Err.Error()})
+	}
+	for _, e := range o.ChangeErrors {
+		s := ""
+		if e != nil {
+			s = e.Error()
+		}
+		w.ChangeErrors = append(w.ChangeErrors, s)
+	}
+	for _, h := range o.Heads {
+		w.Heads = append(w.Heads, h)
+	}
+	return w
+}
+
+func fromWire(w *output) engine.ReplicaOutput {
+	o := engine.ReplicaOutput{
+		Saves: w.Saves, Messages: w.Messages, TheirHeads: w.TheirHeads,
+		HeadsChanged: w.HeadsChanged, Empty: w.Empty, SavedBytes: w.SavedBytes,
+	}
+	for _, r := range w.Rejected {
+		msg := strings.TrimPrefix(r.Err, engine.ErrRejected.Error()+": ")
+		o.Rejected = append(o.Rejected, engine.Rejected{Peer: r.Peer, Err: fmt.Errorf("%w: %s", engine.ErrRejected, msg)})
+	}
+	for _, s := range w.ChangeErrors {
+		var err error
+		if s != "" {
+			err = fmt.Errorf("%w: %s", crdt.ErrChange, s)
+		}
+		o.ChangeErrors = append(o.ChangeErrors, err)
+	}
+	for _, h := range w.Heads {
+		o.Heads = append(o.Heads, crdt.Hash(h))
+	}
+	return o
+}

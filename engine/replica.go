@@ -1,0 +1,357 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/engine/store"
+)
+
+// PeerKey names one connected peer inside a replica. It is unique per
+// connection, so that a peer id that reconnects on a new socket is a new
+// key and the old one can be removed without touching the new.
+type PeerKey string
+
+// Replica is the automerge side of one document: the document itself, one
+// sync state per peer, and what has been saved. It is a pure state machine:
+// Step takes a batch of inputs and returns effects as data (store writes
+// and sync messages); it does no I/O, reads no clock and starts no
+// goroutine. It is the part of the engine that touches the automerge core,
+// so it is the unit that can be moved into an isolated worker process.
+//
+// A Replica is not safe for concurrent use.
+type Replica struct {
+	id    string
+	actor crdt.ActorID
+	doc   *crdt.Doc
+	peers map[PeerKey]*replicaPeer
+
+	savedHeads crdt.Heads
+	chunks     map[string]savedChunk // key.String() -> chunk, snapshot and incremental
+	snapBytes  int
+	incBytes   int
+}
+
+type replicaPeer struct {
+	sync      *crdt.SyncState
+	storageID string
+	persisted []byte // last sync state written to the store
+}
+
+type savedChunk struct {
+	key  store.Key
+	size int
+	snap bool
+}
+
+// PeerInit introduces a peer to a replica, with the sync state to resume
+// from (nil to start afresh).
+type PeerInit struct {
+	Peer      PeerKey
+	StorageID string // persist the sync state under it; empty: do not
+	SyncState []byte
+}
+
+// PeerData is a sync message from or to one peer.
+type PeerData struct {
+	Peer PeerKey
+	Data []byte
+}
+
+// ReplicaInput is one batch of work for a replica. The order of fields is
+// the order of processing: attach, changes, receive, detach, generate.
+type ReplicaInput struct {
+	// Attach introduces peers before their messages are processed. A peer
+	// already attached is left as it is.
+	Attach []PeerInit
+	// Changes are local changes, applied in order (embedding API). They
+	// hold functions, so they cannot cross a process boundary: a Core that
+	// isolates replicas turns them into RawChanges first.
+	Changes []LocalChange `cbor:"-"`
+	// RawChanges are changes in automerge's binary format made elsewhere
+	// (from Changes, by an isolating Core), applied after Changes.
+	RawChanges [][]byte
+	// Receive holds sync messages from attached peers, in arrival order.
+	Receive []PeerData
+	// Detach removes peers; their sync states are persisted first when
+	// they have a storage id.
+	Detach []PeerKey
+	// Generate lists the peers to generate a sync message for when the
+	// document's heads changed in this batch (the fan-out set). Peers that
+	// sent a message in this batch always get a reply when one is due.
+	Generate []PeerKey
+	// Always lists peers to generate for even when the heads did not change
+	// (for example a peer that was told doc-unavailable before).
+	Always []PeerKey
+	// Flush persists every attached peer's sync state (before eviction).
+	Flush bool
+}
+
+// LocalChange is a change made through the embedding API.
+type LocalChange struct {
+	At      time.Time
+	Message string
+	Fn      func(tx *crdt.Tx) error
+}
+
+// Rejected is a sync message the replica could not apply.
+type Rejected struct {
+	Peer PeerKey
+	Err  error
+}
+
+// ReplicaOutput is what a Step asks of its runtime: write Saves durably,
+// then send Messages. Nothing in Messages may be sent before Saves are on
+// disk: that is the durability rule.
+type ReplicaOutput struct {
+	Saves    []store.Op
+	Messages []PeerData
+	Rejected []Rejected
+	// TheirHeads counts, per peer that sent a message, how many heads it
+	// announced (a peer announcing heads has the document).
+	TheirHeads map[PeerKey]int
+	// ChangeErrors holds the error of each local change, in order.
+	ChangeErrors []error
+	Heads        crdt.Heads
+	HeadsChanged bool
+	Empty        bool
+	// SavedBytes is the size of what the document occupies in the store.
+	SavedBytes int
+}
+
+// ErrRejected wraps the reason a peer's sync message was not applied.
+var ErrRejected = errors.New("engine: sync message rejected")
+
+// LoadReplica builds a replica from the chunks stored under the document's
+// prefix (snapshot and incremental chunks; other kinds are ignored). actor
+// writes local changes.
+func LoadReplica(id string, actor crdt.ActorID, chunks []store.Chunk) (*Replica, error) {
+	r := &Replica{id: id, actor: actor, peers: map[PeerKey]*replicaPeer{}, chunks: map[string]savedChunk{}}
+	var snaps, incs [][]byte
+	for _, c := range chunks {
+		if len(c.Key) != 3 || c.Key[0] != id {
+			continue
+		}
+		switch c.Key[1] {
+		case store.KindSnapshot:
+			snaps = append(snaps, c.Data)
+			r.snapBytes += len(c.Data)
+			r.chunks[c.Key.String()] = savedChunk{key: c.Key, size: len(c.Data), snap: true}
+		case store.KindIncremental:
+			incs = append(incs, c.Data)
+			r.incBytes += len(c.Data)
+			r.chunks[c.Key.String()] = savedChunk{key: c.Key, size: len(c.Data)}
+		}
+	}
+	var all []byte
+	for _, b := range snaps {
+		all = append(all, b...)
+	}
+	for _, b := range incs {
+		all = append(all, b...)
+	}
+	doc, err := crdt.Load(all, actor)
+	if err != nil {
+		return nil, fmt.Errorf("engine: load document %s: %w", id, err)
+	}
+	r.doc = doc
+	if len(all) > 0 {
+		r.savedHeads = doc.Heads()
+	}
+	return r, nil
+}
+
+// Doc gives read access to the document for the embedding API. Callers must
+// not keep it beyond the current step.
+func (r *Replica) Doc() *crdt.Doc { return r.doc }
+
+// Heads returns the document's heads.
+func (r *Replica) Heads() crdt.Heads { return r.doc.Heads() }
+
+// SyncStates returns the encoded sync state of every attached peer.
+func (r *Replica) SyncStates() map[PeerKey][]byte {
+	out := make(map[PeerKey][]byte, len(r.peers))
+	for k, p := range r.peers {
+		out[k] = p.sync.Encode()
+	}
+	return out
+}
+
+// Step processes one batch of input and returns its effects.
+func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
+	var out ReplicaOutput
+	for _, a := range in.Attach {
+		if _, ok := r.peers[a.Peer]; ok {
+			continue
+		}
+		p := &replicaPeer{storageID: a.StorageID}
+		if len(a.SyncState) > 0 {
+			s, err := crdt.LoadSyncState(r.doc, a.SyncState)
+			if err == nil {
+				p.sync = s
+				p.persisted = a.SyncState
+			}
+		}
+		if p.sync == nil {
+			p.sync = crdt.NewSyncState(r.doc)
+		}
+		r.peers[a.Peer] = p
+	}
+
+	before := r.doc.Heads()
+	for _, c := range in.Changes {
+		_, err := r.doc.Change(c.At, c.Message, c.Fn)
+		out.ChangeErrors = append(out.ChangeErrors, err)
+	}
+
+	for _, raw := range in.RawChanges {
+		out.ChangeErrors = append(out.ChangeErrors, r.doc.ApplyChanges(raw))
+	}
+
+	replyTo := map[PeerKey]bool{}
+	for _, m := range in.Receive {
+		p, ok := r.peers[m.Peer]
+		if !ok {
+			out.Rejected = append(out.Rejected, Rejected{Peer: m.Peer, Err: fmt.Errorf("%w: peer %s not attached", ErrRejected, m.Peer)})
+			continue
+		}
+		theirs, err := p.sync.Receive(m.Data)
+		if err != nil {
+			out.Rejected = append(out.Rejected, Rejected{Peer: m.Peer, Err: fmt.Errorf("%w: %v", ErrRejected, err)})
+			continue
+		}
+		if out.TheirHeads == nil {
+			out.TheirHeads = map[PeerKey]int{}
+		}
+		out.TheirHeads[m.Peer] = len(theirs)
+		replyTo[m.Peer] = true
+	}
+
+	after := r.doc.Heads()
+	out.Heads = after
+	out.Empty = len(after) == 0
+	out.HeadsChanged = !before.Equal(after)
+
+	if !after.Equal(r.savedHeads) && len(after) > 0 {
+		ops, err := r.save(after)
+		if err != nil {
+			return out, err
+		}
+		out.Saves = append(out.Saves, ops...)
+	}
+
+	for _, k := range in.Detach {
+		p, ok := r.peers[k]
+		if !ok {
+			continue
+		}
+		out.Saves = append(out.Saves, r.persistSync(k, p)...)
+		delete(r.peers, k)
+		delete(replyTo, k)
+	}
+
+	targets := map[PeerKey]bool{}
+	for k := range replyTo {
+		targets[k] = true
+	}
+	if out.HeadsChanged {
+		for _, k := range in.Generate {
+			targets[k] = true
+		}
+	}
+	for _, k := range in.Always {
+		targets[k] = true
+	}
+	keys := make([]PeerKey, 0, len(targets))
+	for k := range targets {
+		if _, ok := r.peers[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if msg, ok := r.peers[k].sync.Generate(); ok {
+			out.Messages = append(out.Messages, PeerData{Peer: k, Data: msg})
+		}
+	}
+
+	// Sync states ride along with document saves (they are cheap in the
+	// same batch), and are written on their own when asked to flush.
+	if len(out.Saves) > 0 || in.Flush {
+		pk := make([]PeerKey, 0, len(r.peers))
+		for k := range r.peers {
+			pk = append(pk, k)
+		}
+		slices.Sort(pk)
+		for _, k := range pk {
+			out.Saves = append(out.Saves, r.persistSync(k, r.peers[k])...)
+		}
+	}
+	out.SavedBytes = r.snapBytes + r.incBytes
+	return out, nil
+}
+
+func (r *Replica) persistSync(k PeerKey, p *replicaPeer) []store.Op {
+	if p.storageID == "" || len(r.savedHeads) == 0 {
+		return nil
+	}
+	enc := p.sync.Encode()
+	if slices.Equal(enc, p.persisted) {
+		return nil
+	}
+	p.persisted = enc
+	return []store.Op{{Key: store.Key{r.id, store.KindSyncState, p.storageID}, Data: enc}}
+}
+
+// shouldCompact follows automerge-repo's StorageSubsystem: rewrite a full
+// snapshot when the snapshots are small, when incrementals outweigh them,
+// or when nothing was saved before.
+func (r *Replica) shouldCompact() bool {
+	return len(r.savedHeads) == 0 || r.snapBytes < 1024 || r.incBytes >= r.snapBytes
+}
+
+func (r *Replica) save(heads crdt.Heads) ([]store.Op, error) {
+	var ops []store.Op
+	if r.shouldCompact() {
+		data := r.doc.Save()
+		key := store.Key{r.id, store.KindSnapshot, heads.Key()}
+		ops = append(ops, store.Op{Key: key, Data: data})
+		old := make([]string, 0, len(r.chunks))
+		for k := range r.chunks {
+			if k != key.String() {
+				old = append(old, k)
+			}
+		}
+		slices.Sort(old)
+		for _, k := range old {
+			ops = append(ops, store.Op{Key: r.chunks[k].key, Delete: true})
+		}
+		r.chunks = map[string]savedChunk{key.String(): {key: key, size: len(data), snap: true}}
+		r.snapBytes, r.incBytes = len(data), 0
+	} else {
+		data, err := r.doc.ChangesSince(r.savedHeads)
+		if err != nil {
+			return nil, fmt.Errorf("engine: save document %s: %w", r.id, err)
+		}
+		sum := sha256.Sum256(data)
+		key := store.Key{r.id, store.KindIncremental, hex.EncodeToString(sum[:])}
+		ops = append(ops, store.Op{Key: key, Data: data})
+		r.chunks[key.String()] = savedChunk{key: key, size: len(data)}
+		r.incBytes += len(data)
+	}
+	r.savedHeads = heads
+	return ops, nil
+}
+
+// String describes the replica for logs.
+func (r *Replica) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "replica %s heads=%d peers=%d chunks=%d bytes=%d", r.id, len(r.savedHeads), len(r.peers), len(r.chunks), r.snapBytes+r.incBytes)
+	return b.String()
+}

@@ -1,0 +1,272 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/amsync/amsync/engine/wire"
+)
+
+// Sentinel errors for protocol violations; HandleFrame wraps them.
+var (
+	// ErrNotJoined: a message other than join arrived before join.
+	ErrNotJoined = errors.New("engine: message before join")
+	// ErrProtocolVersion: the peer supports no protocol version we speak.
+	ErrProtocolVersion = errors.New("engine: unsupported protocol version")
+	// ErrSenderMismatch: a message's senderId is not the joined peer id.
+	ErrSenderMismatch = errors.New("engine: senderId does not match the joined peer")
+	// ErrBanned: the peer id sent a message that aborted the automerge
+	// core and is refused for a while.
+	ErrBanned = errors.New("engine: peer temporarily refused after sending a message that aborts the automerge core")
+	// ErrSessionClosed: the session has ended.
+	ErrSessionClosed = errors.New("engine: session closed")
+)
+
+// Session is one connected peer: the handshake state machine of one
+// connection, and the set of documents it takes part in.
+type Session struct {
+	e    *Engine
+	id   uint64
+	key  PeerKey
+	conn Conn
+
+	mu        sync.Mutex
+	joined    bool
+	closed    bool
+	peerID    string
+	storageID string
+	ephemeral bool
+	docs      map[string]struct{}
+	lastCount map[string]uint64 // ephemeral de-duplication: sessionId -> count
+}
+
+// PeerID is the peer id the session joined with ("" before join).
+func (s *Session) PeerID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peerID
+}
+
+// HandleFrame processes one binary frame from the peer. A non-nil error
+// means the frame violated the protocol: the session has already sent an
+// error message and asked its Conn to close; the transport stops reading.
+func (s *Session) HandleFrame(frame []byte) error {
+	s.e.stats.FramesIn.Add(1)
+	s.e.stats.BytesIn.Add(int64(len(frame)))
+	m, err := wire.Decode(frame)
+	if err != nil {
+		return s.fail(CloseUnsupportedData, fmt.Errorf("malformed message: %w", err))
+	}
+	return s.handle(m)
+}
+
+func (s *Session) handle(m wire.Message) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSessionClosed
+	}
+	joined, peerID := s.joined, s.peerID
+	s.mu.Unlock()
+
+	if m.Type == wire.TypeJoin {
+		return s.join(m)
+	}
+	if !joined {
+		return s.fail(ClosePolicyViolation, fmt.Errorf("%w: got %q", ErrNotJoined, m.Type))
+	}
+	if m.SenderID != peerID {
+		return s.fail(ClosePolicyViolation, fmt.Errorf("%w: %q", ErrSenderMismatch, m.SenderID))
+	}
+	switch m.Type {
+	case wire.TypeLeave:
+		s.conn.Close(CloseNormal, "leave")
+		s.Closed()
+		return nil
+	case wire.TypeSync, wire.TypeRequest, wire.TypeEphemeral:
+		if m.Type == wire.TypeEphemeral && !s.freshEphemeral(m) {
+			return nil
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrSessionClosed
+		}
+		s.docs[m.DocumentID] = struct{}{}
+		s.e.enqueue(m.DocumentID, docEvent{kind: evMessage, sess: s, msg: m})
+		s.mu.Unlock()
+		return nil
+	default:
+		// doc-unavailable, remote-subscription-change, remote-heads-changed,
+		// peer and error are accepted and ignored: the relay does not gossip
+		// remote heads and never asks peers for documents.
+		return nil
+	}
+}
+
+func (s *Session) join(m wire.Message) error {
+	s.mu.Lock()
+	if s.joined {
+		same := m.SenderID == s.peerID
+		s.mu.Unlock()
+		if !same {
+			return s.fail(ClosePolicyViolation, fmt.Errorf("%w: second join as %q", ErrSenderMismatch, m.SenderID))
+		}
+		s.sendPeer()
+		return nil
+	}
+	s.mu.Unlock()
+	if m.SupportedProtocolVersions != nil && !slices.Contains(m.SupportedProtocolVersions, wire.ProtocolV1) {
+		// automerge-repo's server answers exactly this message.
+		s.send(wire.Message{Type: wire.TypeError, SenderID: s.e.peerID, TargetID: m.SenderID, ErrorMessage: "unsupported protocol version"})
+		s.conn.Close(CloseProtocolError, "unsupported protocol version")
+		s.Closed()
+		return ErrProtocolVersion
+	}
+	if s.e.isBanned(m.SenderID) {
+		return s.fail(ClosePolicyViolation, fmt.Errorf("%w: %q", ErrBanned, m.SenderID))
+	}
+	s.mu.Lock()
+	s.joined = true
+	s.peerID = m.SenderID
+	if m.PeerMetadata != nil {
+		s.storageID = m.PeerMetadata.StorageID
+		s.ephemeral = m.PeerMetadata.IsEphemeral
+	}
+	s.mu.Unlock()
+
+	e := s.e
+	e.mu.Lock()
+	old := e.peers[m.SenderID]
+	e.peers[m.SenderID] = s
+	e.mu.Unlock()
+	if old != nil && old != s {
+		// The same peer reconnected on a new socket: the old one is dead
+		// or about to be (automerge-repo PR #206).
+		old.conn.Close(CloseNormal, "replaced by a new connection of the same peer")
+		old.Closed()
+	}
+	s.sendPeer()
+	return nil
+}
+
+func (s *Session) sendPeer() {
+	s.send(wire.Message{
+		Type:                    wire.TypePeer,
+		SenderID:                s.e.peerID,
+		TargetID:                s.PeerID(),
+		PeerMetadata:            &wire.PeerMetadata{StorageID: s.e.storageID, IsEphemeral: false},
+		SelectedProtocolVersion: wire.ProtocolV1,
+	})
+}
+
+// freshEphemeral drops repeats: automerge-repo accepts an ephemeral message
+// only when its count is above the last one seen from that sender session.
+func (s *Session) freshEphemeral(m wire.Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastCount == nil {
+		s.lastCount = map[string]uint64{}
+	}
+	last, seen := s.lastCount[m.SessionID]
+	if seen && m.Count <= last {
+		return false
+	}
+	s.lastCount[m.SessionID] = m.Count
+	return true
+}
+
+// Fail tells the peer what went wrong in an error message, closes the
+// connection with code and ends the session. Transports use it for faults
+// they detect themselves (a text frame, say). It returns err.
+func (s *Session) Fail(code int, err error) error { return s.fail(code, err) }
+
+// fail tells the peer what went wrong and closes the connection.
+func (s *Session) fail(code int, err error) error {
+	s.e.stats.ProtocolErrors.Add(1)
+	reason := err.Error()
+	s.e.log.Warn("closing connection", "session", s.id, "peer", s.PeerID(), "err", reason)
+	target := s.PeerID()
+	if target == "" {
+		target = "unknown" // before join the peer has not named itself
+	}
+	s.send(wire.Message{Type: wire.TypeError, SenderID: s.e.peerID, TargetID: target, ErrorMessage: reason})
+	s.conn.Close(code, closeReason(reason))
+	s.Closed()
+	return err
+}
+
+// closeReason trims a reason to the 123 bytes a WebSocket close frame holds.
+func closeReason(r string) string {
+	if len(r) <= 123 {
+		return r
+	}
+	r = r[:123]
+	for len(r) > 0 && r[len(r)-1]&0xC0 == 0x80 {
+		r = r[:len(r)-1]
+	}
+	if len(r) > 0 && r[len(r)-1] >= 0xC0 {
+		r = r[:len(r)-1]
+	}
+	return r
+}
+
+// send encodes m and queues it on the connection.
+func (s *Session) send(m wire.Message) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	frame, err := wire.Encode(m)
+	if err != nil {
+		s.e.log.Error("encode outgoing message", "type", m.Type, "err", err)
+		return
+	}
+	if err := s.conn.Send(frame); err != nil {
+		s.e.stats.SendErrors.Add(1)
+		return
+	}
+	s.e.stats.FramesOut.Add(1)
+	s.e.stats.BytesOut.Add(int64(len(frame)))
+}
+
+// Closed ends the session: the transport calls it when the connection is
+// gone. Every document the peer took part in is told, so that its sync
+// state is persisted and it is dropped from fan-out. Calling it again does
+// nothing.
+func (s *Session) Closed() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	docs := s.docs
+	s.docs = nil
+	peerID := s.peerID
+	s.mu.Unlock()
+
+	e := s.e
+	e.mu.Lock()
+	if e.peers[peerID] == s {
+		delete(e.peers, peerID)
+	}
+	_, open := e.sessions[s]
+	delete(e.sessions, s)
+	e.mu.Unlock()
+	if open {
+		e.stats.SessionsOpen.Add(-1)
+	}
+	ids := make([]string, 0, len(docs))
+	for d := range docs {
+		ids = append(ids, d)
+	}
+	slices.Sort(ids)
+	for _, d := range ids {
+		e.enqueue(d, docEvent{kind: evGone, sess: s})
+	}
+}

@@ -1,0 +1,46 @@
+package engine
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats are the engine's counters, updated atomically as it runs.
+type Stats struct {
+	SessionsOpen   atomic.Int64
+	DocsActive     atomic.Int64 // documents with an actor (loaded or with peers)
+	DocsLoaded     atomic.Int64 // documents whose replica is in memory
+	DocLoads       atomic.Int64
+	Evictions      atomic.Int64
+	FramesIn       atomic.Int64
+	FramesOut      atomic.Int64
+	BytesIn        atomic.Int64
+	BytesOut       atomic.Int64
+	ProtocolErrors atomic.Int64
+	SendErrors     atomic.Int64
+	StoreErrors    atomic.Int64
+	Saves          atomic.Int64
+	SaveNanos      atomic.Int64
+	CoreCrashes    atomic.Int64
+}
+
+// StatsSnapshot is a copy of Stats at one moment.
+type StatsSnapshot struct {
+	SessionsOpen, DocsActive, DocsLoaded, DocLoads, Evictions int64
+	FramesIn, FramesOut, BytesIn, BytesOut                    int64
+	ProtocolErrors, SendErrors, StoreErrors                   int64
+	Saves, CoreCrashes                                        int64
+	SaveTime                                                  time.Duration
+}
+
+func (s *Stats) observeSave(d time.Duration) { s.SaveNanos.Add(int64(d)) }
+
+func (s *Stats) snapshot() StatsSnapshot {
+	return StatsSnapshot{
+		SessionsOpen: s.SessionsOpen.Load(), DocsActive: s.DocsActive.Load(), DocsLoaded: s.DocsLoaded.Load(),
+		DocLoads: s.DocLoads.Load(), Evictions: s.Evictions.Load(),
+		FramesIn: s.FramesIn.Load(), FramesOut: s.FramesOut.Load(), BytesIn: s.BytesIn.Load(), BytesOut: s.BytesOut.Load(),
+		ProtocolErrors: s.ProtocolErrors.Load(), SendErrors: s.SendErrors.Load(), StoreErrors: s.StoreErrors.Load(),
+		Saves: s.Saves.Load(), CoreCrashes: s.CoreCrashes.Load(), SaveTime: time.Duration(s.SaveNanos.Load()),
+	}
+}
