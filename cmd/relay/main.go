@@ -1,0 +1,22 @@
+// Command relay runs the amsync WebSocket sync server: a drop-in, durable
+// replacement for the automerge-repo Node sync server, storing documents in
+// an embedded Badger database.
+//
+//	relay [-addr :3030] [-data ./data] [-log-level info]
+//
+// Run "relay -h" for every flag. PORT and DATA_DIR are honoured as the Node
+// server honours them; flags win over them.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,171 @@
+package wsrelay
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/amsync/amsync/engine"
+)
+
+// ErrSendQueueFull is returned by Send when the peer does not read fast
+// enough; the connection is closed.
+var ErrSendQueueFull = errors.New("wsrelay: send queue full")
+
+var errTextFrame = errors.New("text frame: the protocol sends one binary CBOR frame per message")
+
+// ErrConnClosed is returned by Send after the connection closed.
+var ErrConnClosed = errors.New("wsrelay: connection closed")
+
+// conn adapts one gorilla WebSocket to engine.Conn: a read pump feeding the
+// session, and a write pump draining a bounded queue. gorilla allows one
+// concurrent reader and one concurrent writer; the write pump is the only
+// writer of data frames.
+type conn struct {
+	srv  *Server
+	ws   *websocket.Conn
+	sess *engine.Session
+
+	queue chan []byte
+	// queued bytes, bounded by Config.SendQueueBytes
+	queuedBytes atomic.Int64
+
+	closeOnce sync.Once
+	quit      chan struct{} // closed by Close: the write pump flushes and ends
+	closeCode int
+	closeMsg  string
+	done      chan struct{} // closed when the write pump has ended
+}
+
+var _ engine.Conn = (*conn)(nil)
+
+func newConn(srv *Server, ws *websocket.Conn) *conn {
+	return &conn{
+		srv:   srv,
+		ws:    ws,
+		queue: make(chan []byte, srv.cfg.SendQueueFrames),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+}
+
+// Send queues a frame without blocking.
+func (c *conn) Send(frame []byte) error {
+	select {
+	case <-c.quit:
+		return ErrConnClosed
+	default:
+	}
+	if c.queuedBytes.Add(int64(len(frame))) > c.srv.cfg.SendQueueBytes && len(c.queue) > 0 {
+		c.queuedBytes.Add(-int64(len(frame)))
+		c.srv.metrics.slowClosed.Inc()
+		c.Close(engine.ClosePolicyViolation, "send queue full: peer reads too slowly")
+		return ErrSendQueueFull
+	}
+	select {
+	case c.queue <- frame:
+		return nil
+	default:
+		c.queuedBytes.Add(-int64(len(frame)))
+		c.srv.metrics.slowClosed.Inc()
+		c.Close(engine.ClosePolicyViolation, "send queue full: peer reads too slowly")
+		return ErrSendQueueFull
+	}
+}
+
+// Close asks the write pump to send what is queued, then a close frame
+// with code and reason, then to end the connection.
+func (c *conn) Close(code int, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeMsg = code, reason
+		close(c.quit)
+	})
+}
+
+func (c *conn) writePump() {
+	defer close(c.done)
+	cfg := c.srv.cfg
+	ping := time.NewTicker(cfg.PingInterval)
+	defer ping.Stop()
+	defer c.ws.Close()
+	write := func(frame []byte) bool {
+		c.queuedBytes.Add(-int64(len(frame)))
+		c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, frame); err != nil {
+			c.Close(engine.CloseGoingAway, "write failed")
+			return false
+		}
+		c.srv.metrics.framesOut.Inc()
+		c.srv.metrics.bytesOut.Add(float64(len(frame)))
+		return true
+	}
+	for {
+		select {
+		case frame := <-c.queue:
+			if !write(frame) {
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+				c.Close(engine.CloseGoingAway, "ping failed")
+				return
+			}
+		case <-c.quit:
+			// Flush what was queued before the close (an error message,
+			// typically), then say goodbye.
+			for {
+				select {
+				case frame := <-c.queue:
+					if !write(frame) {
+						return
+					}
+					continue
+				default:
+				}
+				break
+			}
+			msg := websocket.FormatCloseMessage(c.closeCode, c.closeMsg)
+			c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(cfg.WriteTimeout))
+			return
+		}
+	}
+}
+
+// readPump feeds frames to the session until the connection ends.
+func (c *conn) readPump() {
+	cfg := c.srv.cfg
+	c.ws.SetReadLimit(cfg.MaxFrameBytes)
+	c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
+	c.ws.SetPongHandler(func(string) error {
+		c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
+		return nil
+	})
+	for {
+		typ, frame, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.srv.metrics.errors.WithLabelValues("frame_too_large").Inc()
+				c.srv.log.Warn("frame too large", "remote", c.ws.RemoteAddr().String(), "limit", cfg.MaxFrameBytes)
+				c.Close(engine.CloseTooBig, "frame too large")
+			} else {
+				c.Close(engine.CloseGoingAway, "")
+			}
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
+		c.srv.metrics.framesIn.Inc()
+		c.srv.metrics.bytesIn.Add(float64(len(frame)))
+		if typ != websocket.BinaryMessage {
+			c.srv.metrics.errors.WithLabelValues("text_frame").Inc()
+			c.sess.Fail(engine.CloseUnsupportedData, errTextFrame)
+			return
+		}
+		if err := c.sess.HandleFrame(frame); err != nil {
+			c.srv.metrics.errors.WithLabelValues("protocol").Inc()
+			return
+		}
+	}
+}

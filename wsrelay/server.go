@@ -1,0 +1,228 @@
+package wsrelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/amsync/amsync/engine"
+)
+
+// ErrConfig wraps configuration errors.
+var ErrConfig = errors.New("wsrelay: invalid config")
+
+// Config configures a Server. Zero fields take the defaults noted.
+type Config struct {
+	// Engine serves the sessions. Required.
+	Engine *engine.Engine
+	// Registry receives the server's metrics; default a new registry.
+	Registry *prometheus.Registry
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// MaxFrameBytes is the largest frame accepted; a larger one closes the
+	// connection with 1009. Default 64 MiB (whole-document sync messages
+	// can be many MB).
+	MaxFrameBytes int64
+	// SendQueueFrames and SendQueueBytes bound what may wait for a slow
+	// reader; past either the connection is closed. Defaults 4096 frames
+	// and 64 MiB.
+	SendQueueFrames int
+	SendQueueBytes  int64
+	// PingInterval is how often the server pings; a peer that has not
+	// answered within PingInterval+PongTimeout is dropped. Defaults 5 s
+	// and 10 s.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// WriteTimeout bounds one frame write. Default 10 s.
+	WriteTimeout time.Duration
+	// AllowedOrigins restricts browser origins (scheme://host[:port]); empty
+	// allows every origin, as the Node sync server does. "*" also allows all.
+	AllowedOrigins []string
+	// EnableCompression negotiates permessage-deflate with peers that offer
+	// it. Default off.
+	EnableCompression bool
+}
+
+func (c *Config) validate() error {
+	if c.Engine == nil {
+		return fmt.Errorf("%w: Engine is required", ErrConfig)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = 64 << 20
+	}
+	if c.SendQueueFrames == 0 {
+		c.SendQueueFrames = 4096
+	}
+	if c.SendQueueBytes == 0 {
+		c.SendQueueBytes = 64 << 20
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 5 * time.Second
+	}
+	if c.PongTimeout == 0 {
+		c.PongTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	switch {
+	case c.MaxFrameBytes < 1024:
+		return fmt.Errorf("%w: MaxFrameBytes %d < 1024", ErrConfig, c.MaxFrameBytes)
+	case c.SendQueueFrames < 1:
+		return fmt.Errorf("%w: SendQueueFrames %d < 1", ErrConfig, c.SendQueueFrames)
+	case c.SendQueueBytes < c.MaxFrameBytes:
+		return fmt.Errorf("%w: SendQueueBytes %d < MaxFrameBytes %d", ErrConfig, c.SendQueueBytes, c.MaxFrameBytes)
+	case c.PingInterval < 0 || c.PongTimeout < 0 || c.WriteTimeout < 0:
+		return fmt.Errorf("%w: negative timeout", ErrConfig)
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return fmt.Errorf("%w: allowed origin %q is not scheme://host[:port]", ErrConfig, o)
+		}
+	}
+	return nil
+}
+
+// Server is an http.Handler that upgrades every request on any path to a
+// WebSocket speaking the automerge-repo protocol, and serves it through the
+// engine.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+	metrics  *metrics
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining bool
+	wg       sync.WaitGroup
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}}
+	s.metrics = newMetrics(s)
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    16 << 10,
+		WriteBufferSize:   16 << 10,
+		CheckOrigin:       s.checkOrigin,
+		EnableCompression: cfg.EnableCompression,
+	}
+	return s, nil
+}
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(s.cfg.AllowedOrigins) == 0 || slices.Contains(s.cfg.AllowedOrigins, "*") {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	s.metrics.errors.WithLabelValues("origin_rejected").Inc()
+	s.log.Warn("origin rejected", "origin", origin, "remote", r.RemoteAddr)
+	return false
+}
+
+// ServeHTTP upgrades the request and serves the connection until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	draining := s.draining
+	if !draining {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if draining {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// The upgrader has already written an HTTP error.
+		s.metrics.errors.WithLabelValues("upgrade").Inc()
+		return
+	}
+	c := newConn(s, ws)
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(engine.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.connections.Inc()
+	s.metrics.accepted.Inc()
+
+	c.sess = s.cfg.Engine.Open(c)
+	go c.writePump()
+	c.readPump()
+	c.Close(engine.CloseGoingAway, "")
+	c.sess.Closed()
+	select {
+	case <-c.done:
+	case <-time.After(s.cfg.WriteTimeout + time.Second):
+		ws.Close()
+	}
+
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.metrics.connections.Dec()
+}
+
+// Connections returns the number of open WebSocket connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Shutdown refuses new connections, closes the open ones with 1001, and
+// waits until their handlers return or ctx ends. The engine is not closed:
+// its owner closes it (and then the store) afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close(engine.CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wsrelay: shutdown: %w", ctx.Err())
+	}
+}
