@@ -22,6 +22,9 @@ const (
 	evEvict                 // drop the loaded replica if idle
 	evChange                // local change through the embedding API
 	evRead                  // read through the embedding API
+	evAnnounce              // a dialled remote joined: sync this document with it
+	evUnavailable           // a dialled remote does not have the document
+	evFind                  // the embedding API wants the document here
 )
 
 type docEvent struct {
@@ -48,8 +51,9 @@ const (
 type docPeer struct {
 	key      PeerKey
 	status   peerStatus
-	attached bool   // attached to the current replica
-	kept     []byte // encoded sync state while the replica is evicted
+	attached   bool   // attached to the current replica
+	kept       []byte // encoded sync state while the replica is evicted
+	theirHeads crdt.Heads
 }
 
 // docActor runs one document. Its queue is filled by sessions and the
@@ -72,6 +76,7 @@ type docActor struct {
 	peers       map[*Session]*docPeer
 	byKey       map[PeerKey]*Session
 	stored      map[string][]byte // sync states read from the store, by storage id
+	finders     []chan changeResult
 
 	// guarded by e.lruMu
 	elem     *list.Element
@@ -209,7 +214,7 @@ func (a *docActor) process(evs []docEvent) {
 		switch ev.kind {
 		case evMessage:
 			needReplica = needReplica || ev.msg.Type != wire.TypeEphemeral
-		case evChange, evRead:
+		case evChange, evRead, evAnnounce, evFind:
 			needReplica = true
 		case evEvict:
 			evict = true
@@ -223,8 +228,28 @@ func (a *docActor) process(evs []docEvent) {
 	b := batch{requested: map[*Session]bool{}}
 	var reads []docEvent
 	var gone []*Session
+	announced := 0
+	var announce []*Session
+	for _, s := range a.e.outboundSessions() {
+		if a.peers[s] == nil && s.track(a.id) {
+			a.peer(s)
+			announce = append(announce, s)
+		}
+	}
 	for _, ev := range evs {
 		switch ev.kind {
+		case evAnnounce:
+			announced++
+			if a.peers[ev.sess] == nil {
+				a.peer(ev.sess)
+			}
+			announce = append(announce, ev.sess)
+		case evUnavailable:
+			if p := a.peers[ev.sess]; p != nil {
+				p.status = statusUnavailable
+			}
+		case evFind:
+			a.finders = append(a.finders, ev.result)
 		case evMessage:
 			s := ev.sess
 			if ev.msg.Type == wire.TypeEphemeral {
@@ -267,11 +292,20 @@ func (a *docActor) process(evs []docEvent) {
 		}
 	}
 
-	if a.replica != nil {
+	if a.replica != nil && (!b.idle() || len(a.finders) > 0 || len(announce) > 0) {
+		for _, s := range announce {
+			if p := a.peers[s]; p != nil {
+				b.in.Always = append(b.in.Always, p.key)
+			}
+		}
 		a.execute(b)
 	}
 	for _, s := range gone {
 		a.dropPeer(s)
+	}
+	a.settleFinders()
+	if announced > 0 {
+		a.e.doneAnnouncing(announced)
 	}
 	if len(gone) > 0 && a.replica != nil {
 		// The peer that had the document may have been the one that left.
@@ -316,6 +350,12 @@ type batch struct {
 	in        ReplicaInput
 	requested map[*Session]bool // sessions whose message was a request
 	changes   []docEvent        // local changes, one result each
+}
+
+// idle reports whether the batch asks nothing of the replica.
+func (b batch) idle() bool {
+	in := b.in
+	return len(in.Receive)+len(in.Changes)+len(in.RawChanges)+len(in.Detach)+len(in.Always) == 0 && !in.Flush
 }
 
 // callStep attaches the peers the replica does not know yet, names the
@@ -441,11 +481,15 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 			s.fail(ClosePolicyViolation, rj.Err)
 		}
 	}
-	for k, n := range out.TheirHeads {
-		if s := a.byKey[k]; s != nil && n > 0 {
-			a.peers[s].status = statusHas
+	for k, hs := range out.TheirHeads {
+		if s := a.byKey[k]; s != nil {
+			a.peers[s].theirHeads = hs
+			if len(hs) > 0 {
+				a.peers[s].status = statusHas
+			}
 		}
 	}
+	pending := a.trackPending(b, &out)
 	if len(out.Saves) > 0 {
 		start := a.e.cfg.Now()
 		if err := a.e.cfg.Store.Apply(context.Background(), out.Saves); err != nil {
@@ -472,10 +516,84 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 		if s == nil || unavailable[s] {
 			continue
 		}
-		s.send(wire.Message{Type: wire.TypeSync, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id, Data: m.Data})
+		typ := wire.TypeSync
+		if out.Empty && s.outbound && a.peers[s].status != statusHas {
+			// We have nothing: ask, so that the remote says
+			// doc-unavailable rather than wait (automerge-repo does this).
+			typ = wire.TypeRequest
+		}
+		s.send(wire.Message{Type: typ, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id, Data: m.Data})
 	}
 	a.sendUnavailable(unavailable)
+	if pending != nil {
+		a.e.setPending(a.id, *pending)
+	}
+	if !out.Empty {
+		for _, f := range a.finders {
+			f <- changeResult{heads: out.Heads}
+		}
+		a.finders = nil
+	}
+	if out.HeadsChanged && a.e.cfg.OnChange != nil {
+		a.e.cfg.OnChange(a.id, out.Heads, len(b.changes) > 0)
+	}
 	a.e.touch(a, int64(out.SavedBytes))
+}
+
+// trackPending decides whether the document holds local changes that no
+// dialled remote has acknowledged, adding the persistent mark's write or
+// removal to the step's saves. nil means: not tracked, unchanged.
+func (a *docActor) trackPending(b batch, out *ReplicaOutput) *bool {
+	outbound := a.e.outboundSessions()
+	local := len(b.changes) > 0 && out.HeadsChanged
+	if !local && len(outbound) == 0 && !a.e.cfg.TrackPending {
+		return nil
+	}
+	acked := false
+	for _, s := range outbound {
+		if p := a.peers[s]; p != nil && p.theirHeads != nil && p.theirHeads.Equal(out.Heads) {
+			acked = true
+		}
+	}
+	a.e.syncMu.Lock()
+	was := a.e.pending[a.id]
+	a.e.syncMu.Unlock()
+	pending := !acked && (local || was)
+	if a.e.cfg.TrackPending && pending != was {
+		key := store.Key{pendingPrefix, a.id}
+		if pending {
+			out.Saves = append(out.Saves, store.Op{Key: key, Data: []byte{1}})
+		} else {
+			out.Saves = append(out.Saves, store.Op{Key: key, Delete: true})
+		}
+	}
+	return &pending
+}
+
+// settleFinders answers Find calls that cannot be satisfied: the document
+// is empty here and no connected remote has it.
+func (a *docActor) settleFinders() {
+	if len(a.finders) == 0 {
+		return
+	}
+	var err error
+	switch {
+	case a.broken != nil:
+		err = a.broken
+	case a.replica != nil && !a.empty:
+		err = nil
+	default:
+		err = ErrUnavailable
+		for _, s := range a.e.outboundSessions() {
+			if p := a.peers[s]; p == nil || p.status != statusUnavailable {
+				return // still asking someone
+			}
+		}
+	}
+	for _, f := range a.finders {
+		f <- changeResult{err: err}
+	}
+	a.finders = nil
 }
 
 // unavailable marks, and returns, the peers to tell doc-unavailable: as in

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/amsync/amsync/crdt"
 	"github.com/amsync/amsync/engine/store"
 )
 
@@ -53,6 +54,15 @@ type Config struct {
 	// BanFor is how long a peer id whose message aborted the core is
 	// refused at join. Default 1 minute.
 	BanFor time.Duration
+	// TrackPending persists which documents hold local changes that no
+	// dialled remote has acknowledged (client role: the Go peer), so that
+	// Pending survives restarts.
+	TrackPending bool
+	// OnChange, when set, is called on the document's task after the
+	// document's heads changed and the change is durable. local tells a
+	// change made through the embedding API from one a peer sent. It must
+	// not block for long: the document waits for it.
+	OnChange func(docID string, heads crdt.Heads, local bool)
 	// CheckSync, when set, vets every sync message before it reaches the
 	// automerge core; an error rejects the message (and closes the peer).
 	CheckSync func(data []byte) error

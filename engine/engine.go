@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,13 @@ type Engine struct {
 	nextSession atomic.Uint64
 	tasks       sync.WaitGroup
 
+	outbound atomic.Pointer[[]*Session] // joined dialled sessions, immutable slice
+
+	syncMu     sync.Mutex
+	pending    map[string]bool // documents with local changes not acknowledged by a dialled remote
+	announcing int             // announce events not yet processed
+	syncWake   chan struct{}   // closed and replaced when pending or announcing changes
+
 	lruMu       sync.Mutex
 	lru         *list.List // of *docActor, most recent first
 	loadedBytes int64
@@ -101,6 +109,8 @@ func New(cfg Config) (*Engine, error) {
 		lru:      list.New(),
 		seed:     maphash.MakeSeed(),
 		core:     cfg.Core,
+		pending:  map[string]bool{},
+		syncWake: make(chan struct{}),
 	}
 	for i := range e.shards {
 		e.shards[i].docs = map[string]*docActor{}
@@ -122,7 +132,214 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.actor = actor
+	if cfg.TrackPending {
+		chunks, err := cfg.Store.LoadRange(context.Background(), store.Key{pendingPrefix})
+		if err != nil {
+			return nil, fmt.Errorf("engine: load pending marks: %w", err)
+		}
+		for _, c := range chunks {
+			if len(c.Key) == 2 {
+				e.pending[c.Key[1]] = true
+			}
+		}
+	}
 	return e, nil
+}
+
+// pendingPrefix is the store key prefix of the marks of documents holding
+// local changes that no dialled remote has acknowledged yet.
+const pendingPrefix = "amsync-pending"
+
+// Connect registers a connection this engine dialled, and sends join on
+// it. When the remote answers with peer, every document the engine holds is
+// announced to it: the engine syncs them with the remote, requests the ones
+// it lacks, and sends later changes there as they happen. This is the
+// client side of the protocol (the Go peer, or a relay syncing with another).
+func (e *Engine) Connect(c Conn) *Session {
+	s := e.Open(c)
+	s.mu.Lock()
+	s.outbound = true
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.send(wire.Message{
+			Type:                      wire.TypeJoin,
+			SenderID:                  e.peerID,
+			PeerMetadata:              &wire.PeerMetadata{StorageID: e.storageID, IsEphemeral: false},
+			SupportedProtocolVersions: []string{wire.ProtocolV1},
+		})
+	}
+	return s
+}
+
+func (e *Engine) outboundSessions() []*Session {
+	if p := e.outbound.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (e *Engine) addOutbound(s *Session) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := append(append([]*Session(nil), e.outboundSessions()...), s)
+	e.outbound.Store(&next)
+}
+
+func (e *Engine) removeOutbound(s *Session) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := e.outboundSessions()
+	next := make([]*Session, 0, len(cur))
+	for _, x := range cur {
+		if x != s {
+			next = append(next, x)
+		}
+	}
+	if len(next) != len(cur) {
+		e.outbound.Store(&next)
+		e.wakeSync()
+	}
+}
+
+// announce wakes every document the engine holds (stored or active) so
+// that it starts syncing with the newly joined remote s.
+func (e *Engine) announce(s *Session) {
+	ids := map[string]bool{}
+	err := e.cfg.Store.Documents(context.Background(), func(id string) bool {
+		ids[id] = true
+		return true
+	})
+	if err != nil {
+		e.log.Error("list documents to announce", "err", err)
+	}
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		for id := range sh.docs {
+			ids[id] = true
+		}
+		sh.mu.Unlock()
+	}
+	sorted := make([]string, 0, len(ids))
+	for id := range ids {
+		sorted = append(sorted, id)
+	}
+	slices.Sort(sorted)
+	e.syncMu.Lock()
+	e.announcing += len(sorted)
+	e.syncMu.Unlock()
+	for _, id := range sorted {
+		if err := s.route(id, docEvent{kind: evAnnounce, sess: s}); err != nil {
+			e.doneAnnouncing(len(sorted)) // the session closed meanwhile
+			return
+		}
+	}
+}
+
+func (e *Engine) doneAnnouncing(n int) {
+	e.syncMu.Lock()
+	e.announcing -= n
+	if e.announcing < 0 {
+		e.announcing = 0
+	}
+	e.wakeSyncLocked()
+	e.syncMu.Unlock()
+}
+
+func (e *Engine) wakeSync() {
+	e.syncMu.Lock()
+	e.wakeSyncLocked()
+	e.syncMu.Unlock()
+}
+
+func (e *Engine) wakeSyncLocked() {
+	close(e.syncWake)
+	e.syncWake = make(chan struct{})
+}
+
+// setPending records whether docID holds local changes that no dialled
+// remote has acknowledged.
+func (e *Engine) setPending(docID string, pending bool) {
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
+	if e.pending[docID] == pending {
+		return
+	}
+	if pending {
+		e.pending[docID] = true
+	} else {
+		delete(e.pending, docID)
+	}
+	e.wakeSyncLocked()
+}
+
+// Pending returns, sorted, the documents that hold local changes which no
+// dialled remote (the server) has acknowledged yet. With TrackPending the
+// set survives restarts.
+func (e *Engine) Pending() []string {
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
+	out := make([]string, 0, len(e.pending))
+	for id := range e.pending {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Online reports whether a dialled remote has accepted our join.
+func (e *Engine) Online() bool { return len(e.outboundSessions()) > 0 }
+
+// WaitSynced returns once a dialled remote is connected, every document
+// has been announced to it, and no document holds unacknowledged local
+// changes; or when ctx ends.
+func (e *Engine) WaitSynced(ctx context.Context) error {
+	for {
+		e.syncMu.Lock()
+		done := e.Online() && e.announcing == 0 && len(e.pending) == 0
+		wake := e.syncWake
+		e.syncMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Find makes sure document docID is here: it returns at once when the
+// document has changes locally, otherwise it asks the dialled remotes and
+// waits for the document to arrive. ErrUnavailable means no connected
+// remote has it (or none is connected).
+func (e *Engine) Find(ctx context.Context, docID string) error {
+	if _, err := wire.ParseDocumentID(docID); err != nil {
+		return err
+	}
+	res := make(chan changeResult, 1)
+	e.enqueue(docID, docEvent{kind: evFind, result: res})
+	select {
+	case r := <-res:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Create makes a new document with a fresh random id, applies init to it
+// as its first change, and returns the id.
+func (e *Engine) Create(ctx context.Context, init func(tx *crdt.Tx) error) (string, error) {
+	id, err := wire.NewDocumentID(e.cfg.Rand)
+	if err != nil {
+		return "", err
+	}
+	if _, err := e.Change(ctx, id, init); err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 // PeerID is the engine's peer id on the wire.

@@ -113,9 +113,10 @@ type ReplicaOutput struct {
 	Saves    []store.Op
 	Messages []PeerData
 	Rejected []Rejected
-	// TheirHeads counts, per peer that sent a message, how many heads it
-	// announced (a peer announcing heads has the document).
-	TheirHeads map[PeerKey]int
+	// TheirHeads holds, per peer that sent a message, the heads it
+	// announced (a peer announcing heads has the document; a server
+	// announcing our heads has acknowledged our changes).
+	TheirHeads map[PeerKey]crdt.Heads
 	// ChangeErrors holds the error of each local change, in order.
 	ChangeErrors []error
 	Heads        crdt.Heads
@@ -227,9 +228,9 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			continue
 		}
 		if out.TheirHeads == nil {
-			out.TheirHeads = map[PeerKey]int{}
+			out.TheirHeads = map[PeerKey]crdt.Heads{}
 		}
-		out.TheirHeads[m.Peer] = len(theirs)
+		out.TheirHeads[m.Peer] = theirs
 		replyTo[m.Peer] = true
 	}
 

@@ -20,6 +20,8 @@ var (
 	// ErrBanned: the peer id sent a message that aborted the automerge
 	// core and is refused for a while.
 	ErrBanned = errors.New("engine: peer temporarily refused after sending a message that aborts the automerge core")
+	// ErrRefused: the remote answered our join with an error.
+	ErrRefused = errors.New("engine: join refused by the remote")
 	// ErrSessionClosed: the session has ended.
 	ErrSessionClosed = errors.New("engine: session closed")
 )
@@ -33,6 +35,7 @@ type Session struct {
 	conn Conn
 
 	mu        sync.Mutex
+	outbound  bool // we dialled: the remote is a server we sync with
 	joined    bool
 	closed    bool
 	peerID    string
@@ -40,6 +43,17 @@ type Session struct {
 	ephemeral bool
 	docs      map[string]struct{}
 	lastCount map[string]uint64 // ephemeral de-duplication: sessionId -> count
+}
+
+// Outbound reports whether this session was dialled by this engine.
+func (s *Session) Outbound() bool { return s.outbound }
+
+// RemoteStorageID is the remote's storage id from its join or peer
+// message ("" when it has none or before).
+func (s *Session) RemoteStorageID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storageID
 }
 
 // PeerID is the peer id the session joined with ("" before join).
@@ -68,10 +82,23 @@ func (s *Session) handle(m wire.Message) error {
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
-	joined, peerID := s.joined, s.peerID
+	joined, peerID, outbound := s.joined, s.peerID, s.outbound
 	s.mu.Unlock()
 
-	if m.Type == wire.TypeJoin {
+	if outbound && !joined {
+		// We dialled: the remote must answer our join with peer.
+		switch m.Type {
+		case wire.TypePeer:
+			return s.accepted(m)
+		case wire.TypeError:
+			s.e.log.Warn("remote refused our join", "remote", m.SenderID, "message", m.ErrorMessage)
+			s.conn.Close(CloseNormal, "join refused")
+			s.Closed()
+			return fmt.Errorf("%w: %s", ErrRefused, m.ErrorMessage)
+		}
+		return s.fail(ClosePolicyViolation, fmt.Errorf("%w: got %q before peer", ErrNotJoined, m.Type))
+	}
+	if m.Type == wire.TypeJoin && !outbound {
 		return s.join(m)
 	}
 	if !joined {
@@ -89,21 +116,62 @@ func (s *Session) handle(m wire.Message) error {
 		if m.Type == wire.TypeEphemeral && !s.freshEphemeral(m) {
 			return nil
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return ErrSessionClosed
+		return s.route(m.DocumentID, docEvent{kind: evMessage, sess: s, msg: m})
+	case wire.TypeDocUnavailable:
+		if outbound {
+			return s.route(m.DocumentID, docEvent{kind: evUnavailable, sess: s})
 		}
-		s.docs[m.DocumentID] = struct{}{}
-		s.e.enqueue(m.DocumentID, docEvent{kind: evMessage, sess: s, msg: m})
-		s.mu.Unlock()
+		return nil
+	case wire.TypeError:
+		s.e.log.Warn("remote reported an error", "remote", peerID, "message", m.ErrorMessage)
 		return nil
 	default:
-		// doc-unavailable, remote-subscription-change, remote-heads-changed,
-		// peer and error are accepted and ignored: the relay does not gossip
-		// remote heads and never asks peers for documents.
+		// remote-subscription-change, remote-heads-changed, peer and a
+		// join on a dialled session are accepted and ignored: the engine
+		// does not gossip remote heads.
 		return nil
 	}
+}
+
+// track records that the session takes part in docID (so that it is told
+// when the session ends); false when the session has closed.
+func (s *Session) track(docID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.docs[docID] = struct{}{}
+	return true
+}
+
+// route queues an event for a document this session takes part in.
+func (s *Session) route(docID string, ev docEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrSessionClosed
+	}
+	s.docs[docID] = struct{}{}
+	s.e.enqueue(docID, ev)
+	return nil
+}
+
+// accepted handles the remote's peer message on a dialled session: the
+// session is up, and every document this engine holds is announced to the
+// remote (automerge-repo's client does the same for its open documents).
+func (s *Session) accepted(m wire.Message) error {
+	s.mu.Lock()
+	s.joined = true
+	s.peerID = m.SenderID
+	if m.PeerMetadata != nil {
+		s.storageID = m.PeerMetadata.StorageID
+		s.ephemeral = m.PeerMetadata.IsEphemeral
+	}
+	s.mu.Unlock()
+	s.e.addOutbound(s)
+	s.e.announce(s)
+	return nil
 }
 
 func (s *Session) join(m wire.Message) error {
@@ -251,6 +319,7 @@ func (s *Session) Closed() {
 	s.mu.Unlock()
 
 	e := s.e
+	e.removeOutbound(s)
 	e.mu.Lock()
 	if e.peers[peerID] == s {
 		delete(e.peers, peerID)

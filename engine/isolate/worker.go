@@ -81,7 +81,7 @@ func handle(docs map[string]*engine.Replica, req *request) response {
 
 func toWire(o engine.ReplicaOutput) *output {
 	w := &output{
-		Saves: o.Saves, Messages: o.Messages, TheirHeads: o.TheirHeads,
+		Saves: o.Saves, Messages: o.Messages,
 		HeadsChanged: o.HeadsChanged, Empty: o.Empty, SavedBytes: o.SavedBytes,
 	}
 	for _, r := range o.Rejected {
@@ -94,15 +94,19 @@ func toWire(o engine.ReplicaOutput) *output {
 		}
 		w.ChangeErrors = append(w.ChangeErrors, s)
 	}
-	for _, h := range o.Heads {
-		w.Heads = append(w.Heads, h)
+	w.Heads = hashes(o.Heads)
+	if len(o.TheirHeads) > 0 {
+		w.TheirHeads = make(map[engine.PeerKey][][32]byte, len(o.TheirHeads))
+		for k, hs := range o.TheirHeads {
+			w.TheirHeads[k] = hashes(hs)
+		}
 	}
 	return w
 }
 
 func fromWire(w *output) engine.ReplicaOutput {
 	o := engine.ReplicaOutput{
-		Saves: w.Saves, Messages: w.Messages, TheirHeads: w.TheirHeads,
+		Saves: w.Saves, Messages: w.Messages,
 		HeadsChanged: w.HeadsChanged, Empty: w.Empty, SavedBytes: w.SavedBytes,
 	}
 	for _, r := range w.Rejected {
@@ -116,8 +120,28 @@ func fromWire(w *output) engine.ReplicaOutput {
 		}
 		o.ChangeErrors = append(o.ChangeErrors, err)
 	}
-	for _, h := range w.Heads {
-		o.Heads = append(o.Heads, crdt.Hash(h))
+	o.Heads = heads(w.Heads)
+	if len(w.TheirHeads) > 0 {
+		o.TheirHeads = make(map[engine.PeerKey]crdt.Heads, len(w.TheirHeads))
+		for k, hs := range w.TheirHeads {
+			o.TheirHeads[k] = heads(hs)
+		}
 	}
 	return o
+}
+
+func hashes(hs crdt.Heads) [][32]byte {
+	out := make([][32]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}
+
+func heads(hs [][32]byte) crdt.Heads {
+	out := make(crdt.Heads, len(hs))
+	for i, h := range hs {
+		out[i] = crdt.Hash(h)
+	}
+	return out
 }
