@@ -17,14 +17,14 @@ import (
 type evKind int
 
 const (
-	evMessage evKind = iota // sync, request or ephemeral from a session
-	evGone                  // the session ended
-	evEvict                 // drop the loaded replica if idle
-	evChange                // local change through the embedding API
-	evRead                  // read through the embedding API
-	evAnnounce              // a dialled remote joined: sync this document with it
-	evUnavailable           // a dialled remote does not have the document
-	evFind                  // the embedding API wants the document here
+	evMessage     evKind = iota // sync, request or ephemeral from a session
+	evGone                      // the session ended
+	evEvict                     // drop the loaded replica if idle
+	evChange                    // local change through the embedding API
+	evRead                      // read through the embedding API
+	evAnnounce                  // a dialled remote joined: sync this document with it
+	evUnavailable               // a dialled remote does not have the document
+	evFind                      // the embedding API wants the document here
 )
 
 type docEvent struct {
@@ -49,8 +49,8 @@ const (
 // DocSynchronizer keeps it: what the peer is known to want or have, and
 // the sync state kept while the replica is not loaded.
 type docPeer struct {
-	key      PeerKey
-	status   peerStatus
+	key        PeerKey
+	status     peerStatus
 	attached   bool   // attached to the current replica
 	kept       []byte // encoded sync state while the replica is evicted
 	theirHeads crdt.Heads

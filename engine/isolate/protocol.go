@@ -42,15 +42,15 @@ type rejected struct {
 }
 
 type output struct {
-	Saves        []store.Op             `cbor:"1,keyasint,omitempty"`
-	Messages     []engine.PeerData      `cbor:"2,keyasint,omitempty"`
-	Rejected     []rejected             `cbor:"3,keyasint,omitempty"`
+	Saves        []store.Op                    `cbor:"1,keyasint,omitempty"`
+	Messages     []engine.PeerData             `cbor:"2,keyasint,omitempty"`
+	Rejected     []rejected                    `cbor:"3,keyasint,omitempty"`
 	TheirHeads   map[engine.PeerKey][][32]byte `cbor:"4,keyasint,omitempty"`
-	ChangeErrors []string               `cbor:"5,keyasint,omitempty"`
-	Heads        [][32]byte             `cbor:"6,keyasint,omitempty"`
-	HeadsChanged bool                   `cbor:"7,keyasint,omitempty"`
-	Empty        bool                   `cbor:"8,keyasint,omitempty"`
-	SavedBytes   int                    `cbor:"9,keyasint,omitempty"`
+	ChangeErrors []string                      `cbor:"5,keyasint,omitempty"`
+	Heads        [][32]byte                    `cbor:"6,keyasint,omitempty"`
+	HeadsChanged bool                          `cbor:"7,keyasint,omitempty"`
+	Empty        bool                          `cbor:"8,keyasint,omitempty"`
+	SavedBytes   int                           `cbor:"9,keyasint,omitempty"`
 }
 
 type response struct {
