@@ -534,8 +534,8 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 		}
 		a.finders = nil
 	}
-	if out.HeadsChanged && a.e.cfg.OnChange != nil {
-		a.e.cfg.OnChange(a.id, out.Heads, len(b.changes) > 0)
+	if out.HeadsChanged {
+		a.e.notify(a.id, out.Heads, len(b.changes) > 0)
 	}
 	a.e.touch(a, int64(out.SavedBytes))
 }

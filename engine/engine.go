@@ -86,6 +86,10 @@ type Engine struct {
 	lru         *list.List // of *docActor, most recent first
 	loadedBytes int64
 
+	subMu   sync.Mutex
+	subs    map[int]func(docID string, heads crdt.Heads, local bool)
+	nextSub int
+
 	stats Stats
 }
 
@@ -110,6 +114,7 @@ func New(cfg Config) (*Engine, error) {
 		seed:     maphash.MakeSeed(),
 		core:     cfg.Core,
 		pending:  map[string]bool{},
+		subs:     map[int]func(string, crdt.Heads, bool){},
 		syncWake: make(chan struct{}),
 	}
 	for i := range e.shards {
@@ -184,6 +189,7 @@ func (e *Engine) addOutbound(s *Session) {
 	defer e.mu.Unlock()
 	next := append(append([]*Session(nil), e.outboundSessions()...), s)
 	e.outbound.Store(&next)
+	e.wakeSync()
 }
 
 func (e *Engine) removeOutbound(s *Session) {
@@ -274,6 +280,48 @@ func (e *Engine) setPending(docID string, pending bool) {
 	e.wakeSyncLocked()
 }
 
+// Subscribe calls fn after every durable change of a document's heads,
+// on the document's task (so calls for one document are in order). local
+// tells a change made through this engine's API from one a peer sent. fn
+// must return quickly and must not call the engine for the same document
+// synchronously (it would wait for itself): hand work to a goroutine.
+func (e *Engine) Subscribe(fn func(docID string, heads crdt.Heads, local bool)) (cancel func()) {
+	e.subMu.Lock()
+	id := e.nextSub
+	e.nextSub++
+	e.subs[id] = fn
+	e.subMu.Unlock()
+	return func() {
+		e.subMu.Lock()
+		delete(e.subs, id)
+		e.subMu.Unlock()
+	}
+}
+
+func (e *Engine) notify(docID string, heads crdt.Heads, local bool) {
+	if f := e.cfg.OnChange; f != nil {
+		f(docID, heads, local)
+	}
+	e.subMu.Lock()
+	if len(e.subs) == 0 {
+		e.subMu.Unlock()
+		return
+	}
+	ids := make([]int, 0, len(e.subs))
+	for id := range e.subs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	fns := make([]func(string, crdt.Heads, bool), len(ids))
+	for i, id := range ids {
+		fns[i] = e.subs[id]
+	}
+	e.subMu.Unlock()
+	for _, f := range fns {
+		f(docID, heads, local)
+	}
+}
+
 // Pending returns, sorted, the documents that hold local changes which no
 // dialled remote (the server) has acknowledged yet. With TrackPending the
 // set survives restarts.
@@ -290,6 +338,24 @@ func (e *Engine) Pending() []string {
 
 // Online reports whether a dialled remote has accepted our join.
 func (e *Engine) Online() bool { return len(e.outboundSessions()) > 0 }
+
+// WaitOnline returns once a dialled remote has accepted our join, or when
+// ctx ends.
+func (e *Engine) WaitOnline(ctx context.Context) error {
+	for {
+		e.syncMu.Lock()
+		wake := e.syncWake
+		e.syncMu.Unlock()
+		if e.Online() {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 // WaitSynced returns once a dialled remote is connected, every document
 // has been announced to it, and no document holds unacknowledged local

@@ -2,6 +2,7 @@ package wsrelay
 
 import (
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,9 @@ var ErrConnClosed = errors.New("wsrelay: connection closed")
 // concurrent reader and one concurrent writer; the write pump is the only
 // writer of data frames.
 type conn struct {
-	srv  *Server
+	cfg  *Config  // limits and timeouts
+	m    *metrics // nil for client connections
+	log  *slog.Logger
 	ws   *websocket.Conn
 	sess *engine.Session
 
@@ -42,11 +45,13 @@ type conn struct {
 
 var _ engine.Conn = (*conn)(nil)
 
-func newConn(srv *Server, ws *websocket.Conn) *conn {
+func newConn(cfg *Config, m *metrics, ws *websocket.Conn) *conn {
 	return &conn{
-		srv:   srv,
+		cfg:   cfg,
+		m:     m,
+		log:   cfg.Logger,
 		ws:    ws,
-		queue: make(chan []byte, srv.cfg.SendQueueFrames),
+		queue: make(chan []byte, cfg.SendQueueFrames),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -59,9 +64,9 @@ func (c *conn) Send(frame []byte) error {
 		return ErrConnClosed
 	default:
 	}
-	if c.queuedBytes.Add(int64(len(frame))) > c.srv.cfg.SendQueueBytes && len(c.queue) > 0 {
+	if c.queuedBytes.Add(int64(len(frame))) > c.cfg.SendQueueBytes && len(c.queue) > 0 {
 		c.queuedBytes.Add(-int64(len(frame)))
-		c.srv.metrics.slowClosed.Inc()
+		c.m.count(func(m *metrics) { m.slowClosed.Inc() })
 		c.Close(engine.ClosePolicyViolation, "send queue full: peer reads too slowly")
 		return ErrSendQueueFull
 	}
@@ -70,7 +75,7 @@ func (c *conn) Send(frame []byte) error {
 		return nil
 	default:
 		c.queuedBytes.Add(-int64(len(frame)))
-		c.srv.metrics.slowClosed.Inc()
+		c.m.count(func(m *metrics) { m.slowClosed.Inc() })
 		c.Close(engine.ClosePolicyViolation, "send queue full: peer reads too slowly")
 		return ErrSendQueueFull
 	}
@@ -87,7 +92,7 @@ func (c *conn) Close(code int, reason string) {
 
 func (c *conn) writePump() {
 	defer close(c.done)
-	cfg := c.srv.cfg
+	cfg := c.cfg
 	ping := time.NewTicker(cfg.PingInterval)
 	defer ping.Stop()
 	defer c.ws.Close()
@@ -98,8 +103,7 @@ func (c *conn) writePump() {
 			c.Close(engine.CloseGoingAway, "write failed")
 			return false
 		}
-		c.srv.metrics.framesOut.Inc()
-		c.srv.metrics.bytesOut.Add(float64(len(frame)))
+		c.m.count(func(m *metrics) { m.framesOut.Inc(); m.bytesOut.Add(float64(len(frame))) })
 		return true
 	}
 	for {
@@ -136,7 +140,7 @@ func (c *conn) writePump() {
 
 // readPump feeds frames to the session until the connection ends.
 func (c *conn) readPump() {
-	cfg := c.srv.cfg
+	cfg := c.cfg
 	c.ws.SetReadLimit(cfg.MaxFrameBytes)
 	c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
 	c.ws.SetPongHandler(func(string) error {
@@ -147,8 +151,8 @@ func (c *conn) readPump() {
 		typ, frame, err := c.ws.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
-				c.srv.metrics.errors.WithLabelValues("frame_too_large").Inc()
-				c.srv.log.Warn("frame too large", "remote", c.ws.RemoteAddr().String(), "limit", cfg.MaxFrameBytes)
+				c.m.count(func(m *metrics) { m.errors.WithLabelValues("frame_too_large").Inc() })
+				c.log.Warn("frame too large", "remote", c.ws.RemoteAddr().String(), "limit", cfg.MaxFrameBytes)
 				c.Close(engine.CloseTooBig, "frame too large")
 			} else {
 				c.Close(engine.CloseGoingAway, "")
@@ -156,15 +160,14 @@ func (c *conn) readPump() {
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
-		c.srv.metrics.framesIn.Inc()
-		c.srv.metrics.bytesIn.Add(float64(len(frame)))
+		c.m.count(func(m *metrics) { m.framesIn.Inc(); m.bytesIn.Add(float64(len(frame))) })
 		if typ != websocket.BinaryMessage {
-			c.srv.metrics.errors.WithLabelValues("text_frame").Inc()
+			c.m.count(func(m *metrics) { m.errors.WithLabelValues("text_frame").Inc() })
 			c.sess.Fail(engine.CloseUnsupportedData, errTextFrame)
 			return
 		}
 		if err := c.sess.HandleFrame(frame); err != nil {
-			c.srv.metrics.errors.WithLabelValues("protocol").Inc()
+			c.m.count(func(m *metrics) { m.errors.WithLabelValues("protocol").Inc() })
 			return
 		}
 	}

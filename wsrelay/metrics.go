@@ -23,6 +23,13 @@ type metrics struct {
 	errors      *prometheus.CounterVec
 }
 
+// count updates metrics when there are any (client connections have none).
+func (m *metrics) count(f func(m *metrics)) {
+	if m != nil {
+		f(m)
+	}
+}
+
 func newMetrics(s *Server) *metrics {
 	reg := s.cfg.Registry
 	if reg == nil {

@@ -166,7 +166,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.errors.WithLabelValues("upgrade").Inc()
 		return
 	}
-	c := newConn(s, ws)
+	c := newConn(&s.cfg, s.metrics, ws)
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
