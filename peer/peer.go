@@ -16,6 +16,7 @@ import (
 
 	"github.com/amsync/amsync/crdt"
 	"github.com/amsync/amsync/engine"
+	"github.com/amsync/amsync/engine/records"
 	"github.com/amsync/amsync/engine/store"
 	"github.com/amsync/amsync/engine/store/badgerstore"
 	"github.com/amsync/amsync/wsrelay"
@@ -327,6 +328,26 @@ func (p *Peer) Find(ctx context.Context, id string) error {
 		return fmt.Errorf("peer: %s is not local and the relay is unreachable: %w", id, err)
 	}
 	return p.eng.Find(ctx, id)
+}
+
+// Records returns the records API over this peer's documents.
+func (p *Peer) Records() *records.Store { return records.New(peerDocs{p}) }
+
+// peerDocs adapts a Peer to records.Docs (Find waits for the relay).
+type peerDocs struct{ p *Peer }
+
+func (d peerDocs) Create(ctx context.Context, init func(tx *crdt.Tx) error) (string, error) {
+	return d.p.Create(ctx, init)
+}
+func (d peerDocs) Change(ctx context.Context, id string, fn func(tx *crdt.Tx) error) (crdt.Heads, error) {
+	return d.p.Change(ctx, id, fn)
+}
+func (d peerDocs) Read(ctx context.Context, id string, fn func(doc *crdt.Doc) error) error {
+	return d.p.Read(ctx, id, fn)
+}
+func (d peerDocs) Find(ctx context.Context, id string) error { return d.p.Find(ctx, id) }
+func (d peerDocs) Subscribe(fn func(string, crdt.Heads, bool)) func() {
+	return d.p.eng.Subscribe(fn)
 }
 
 // Close stops syncing and closes the local store (when the peer opened
