@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,54 +18,6 @@ import (
 
 	"github.com/amsync/amsync/engine/wire"
 )
-
-// buildRelay compiles the relay once per test binary run.
-func buildRelay(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "relay")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
-}
-
-type proc struct {
-	cmd    *exec.Cmd
-	addr   string
-	stderr *bytes.Buffer
-	exited chan error
-}
-
-var listenRe = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
-
-func startRelay(t *testing.T, bin string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	require.NoError(t, cmd.Start())
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.stderr.WriteString(line + "\n")
-			if m := listenRe.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	go func() { p.exited <- cmd.Wait(); pw.Close() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
-	select {
-	case p.addr = <-addr:
-	case err := <-p.exited:
-		t.Fatalf("relay exited before listening: %v\n%s", err, p.stderr)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("relay did not start:\n%s", p.stderr)
-	}
-	return p
-}
 
 func TestServeFlagsAndEnv(t *testing.T) {
 	env := map[string]string{"PORT": "4040", "DATA_DIR": "/tmp/x"}

@@ -13,12 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/amsync/amsync/engine"
-	"github.com/amsync/amsync/engine/isolate"
-	"github.com/amsync/amsync/engine/store/badgerstore"
 	"github.com/amsync/amsync/wsrelay"
 )
 
@@ -89,160 +84,80 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	st, err := badgerstore.Open(badgerstore.Config{Dir: o.data, Logger: log})
-	if err != nil {
-		return fmt.Errorf("open data directory %s: %w", o.data, err)
-	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			log.Error("close store", "err", err)
-		}
-	}()
-
 	var origins []string
 	for _, s := range strings.Split(o.allowedOrigins, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			origins = append(origins, s)
 		}
 	}
-
-	eng, srv, closeCore, err := build(st, o, origins, log)
+	r, err := wsrelay.OpenRelay(wsrelay.RelayConfig{
+		Dir:         o.data,
+		Logger:      log,
+		Isolation:   o.isolation,
+		CoreWorkers: o.coreWorkers,
+		CoreTimeout: o.coreTimeout,
+		Engine: engine.Config{
+			PeerID:         o.peerID,
+			MaxLoadedDocs:  o.maxLoadedDocs,
+			MaxLoadedBytes: o.maxLoadedBytes,
+			IdleTimeout:    o.idleTimeout,
+		},
+		Server: wsrelay.Config{
+			MaxFrameBytes:     o.maxFrameBytes,
+			AllowedOrigins:    origins,
+			EnableCompression: o.compression,
+		},
+	})
 	if err != nil {
-		return err
+		if errors.Is(err, wsrelay.ErrConfig) || errors.Is(err, engine.ErrConfig) {
+			return usageError{err}
+		}
+		return fmt.Errorf("open relay on %s: %w", o.data, err)
 	}
+	return listenAndServe(ctx, r, r.Handler(), o.addr, o.shutdownWait, log)
+}
 
-	ln, err := net.Listen("tcp", o.addr)
+// listenAndServe serves h on addr until ctx ends, then shuts the relay
+// down within wait.
+func listenAndServe(ctx context.Context, r *wsrelay.Relay, h http.Handler, addr string, wait time.Duration, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", o.addr, err)
+		sctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		r.Shutdown(sctx)
+		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	httpSrv := &http.Server{
-		Handler:           handler(srv),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
-	log.Info("relay listening", "addr", ln.Addr().String(), "data", o.data, "peer_id", eng.PeerID(), "storage_id", eng.StorageID())
+	log.Info("relay listening", "addr", ln.Addr().String(), "peer_id", r.Engine.PeerID(), "storage_id", r.Engine.StorageID())
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go r.Run(runCtx)
 
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	gc := time.NewTicker(10 * time.Minute)
-	defer gc.Stop()
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case err := <-serveErr:
-			return fmt.Errorf("serve: %w", err)
-		case now := <-tick.C:
-			eng.Tick(now)
-		case <-gc.C:
-			if n, err := st.RunGC(ctx); err != nil {
-				log.Warn("value log gc", "err", err)
-			} else if n > 0 {
-				log.Info("value log gc", "files_rewritten", n)
-			}
-		}
+	var failed error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		failed = fmt.Errorf("serve: %w", err)
 	}
-
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownWait)
+	sctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	// Stop accepting, close every connection, let document tasks land
-	// their writes, then close the store (deferred above).
+	// their writes, stop the workers, close the store.
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("websocket shutdown", "err", err)
+	if err := r.Shutdown(sctx); err != nil {
+		log.Warn("relay shutdown", "err", err)
 	}
-	if err := eng.Close(sctx); err != nil {
-		log.Warn("engine shutdown", "err", err)
-	}
-	closeCore()
 	log.Info("stopped")
-	return nil
-}
-
-func build(st *badgerstore.Store, o serveOptions, origins []string, log *slog.Logger) (*engine.Engine, *wsrelay.Server, func(), error) {
-	closeCore := func() {}
-	reg := prometheus.NewRegistry()
-	var core engine.Core = engine.InProcess{}
-	switch o.isolation {
-	case "process":
-		host, err := isolate.New(isolate.Config{Workers: o.coreWorkers, CallTimeout: o.coreTimeout, Logger: log})
-		if err != nil {
-			return nil, nil, nil, usageError{err}
-		}
-		core = host
-		closeCore = func() { host.Close() }
-		registerHost(reg, host)
-	case "none":
-		log.Warn("the automerge core runs in the relay process (-isolation none): a malformed message can abort the relay; use only with trusted peers")
-	default:
-		return nil, nil, nil, usageError{fmt.Errorf("-isolation %q: want process or none", o.isolation)}
-	}
-	eng, err := engine.New(engine.Config{
-		Core:           core,
-		Store:          wsrelay.InstrumentStore(st, reg),
-		PeerID:         o.peerID,
-		Logger:         log,
-		MaxLoadedDocs:  o.maxLoadedDocs,
-		MaxLoadedBytes: o.maxLoadedBytes,
-		IdleTimeout:    o.idleTimeout,
-	})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	srv, err := wsrelay.New(wsrelay.Config{
-		Engine:            eng,
-		Registry:          reg,
-		Logger:            log,
-		MaxFrameBytes:     o.maxFrameBytes,
-		AllowedOrigins:    origins,
-		EnableCompression: o.compression,
-	})
-	if err != nil {
-		return nil, nil, nil, usageError{err}
-	}
-	return eng, srv, closeCore, nil
-}
-
-func registerHost(reg *prometheus.Registry, h *isolate.Host) {
-	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "amsync", Name: "core_worker_crashes_total",
-			Help: "Automerge worker processes that died on an input (or were killed for taking too long)."},
-			func() float64 { return float64(h.Stats().Crashes) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "amsync", Name: "core_worker_restarts_total",
-			Help: "Automerge worker processes restarted."},
-			func() float64 { return float64(h.Stats().Restarts) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "amsync", Name: "core_calls_total",
-			Help: "Calls into automerge worker processes."},
-			func() float64 { return float64(h.Stats().Calls) }),
-	)
-}
-
-// handler routes WebSocket upgrades on any path to the relay, as the Node
-// sync server does, and serves the plain HTTP endpoints.
-func handler(srv *wsrelay.Server) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "amsync relay is running\n")
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /metrics", srv.MetricsHandler())
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if websocket.IsWebSocketUpgrade(r) {
-			srv.ServeHTTP(w, r)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return failed
 }
 
 // usageError marks errors caused by bad flags (exit status 2).
