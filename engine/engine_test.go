@@ -621,3 +621,18 @@ func TestUnavailableWhenTheOnlyHolderLeaves(t *testing.T) {
 	b.pump()
 	assert.True(t, b.unav[docA])
 }
+
+func TestEphemeralEchoIsDroppedNotFatal(t *testing.T) {
+	h := newHarness(t, store.NewMemStore())
+	a, b := h.connect("a", "sa"), h.connect("b", "sb")
+	a.edit(docA, "k", "v")
+	a.sync(docA, wire.TypeSync)
+	h.settle(a, b)
+	b.sync(docA, wire.TypeRequest)
+	h.settle(a, b)
+	// b passes a's ephemeral message on, unchanged, as automerge-repo does.
+	require.NoError(t, b.send(wire.Message{Type: wire.TypeEphemeral, SenderID: "a", TargetID: "server", DocumentID: docA, Count: 1, SessionID: "s", Data: []byte{0xa0}}))
+	h.drain()
+	assert.False(t, b.conn.closed)
+	assert.Empty(t, a.conn.take(), "the echo is not forwarded back")
+}

@@ -105,6 +105,13 @@ func (s *Session) handle(m wire.Message) error {
 		return s.fail(ClosePolicyViolation, fmt.Errorf("%w: got %q", ErrNotJoined, m.Type))
 	}
 	if m.SenderID != peerID {
+		if m.Type == wire.TypeEphemeral {
+			// automerge-repo clients pass ephemeral messages they receive
+			// on to their other peers unchanged, so one we forwarded comes
+			// back with its original sender's id. Drop the echo (the
+			// Node server ignores it too).
+			return nil
+		}
 		return s.fail(ClosePolicyViolation, fmt.Errorf("%w: %q", ErrSenderMismatch, m.SenderID))
 	}
 	switch m.Type {
