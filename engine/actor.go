@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/crdt/amcheck"
 	"github.com/amsync/amsync/engine/store"
 	"github.com/amsync/amsync/engine/wire"
 )
@@ -28,12 +29,13 @@ const (
 )
 
 type docEvent struct {
-	kind   evKind
-	sess   *Session
-	msg    wire.Message
-	change *LocalChange
-	read   func(*crdt.Doc) error
-	result chan changeResult
+	kind     evKind
+	sess     *Session
+	msg      wire.Message
+	readOnly bool // the sender may read the document but not change it
+	change   *LocalChange
+	read     func(*crdt.Doc) error
+	result   chan changeResult
 }
 
 type peerStatus int
@@ -259,6 +261,19 @@ func (a *docActor) process(evs []docEvent) {
 			}
 			if a.broken != nil {
 				s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id})
+				continue
+			}
+			// The first line of defence: the message is parsed and bounded
+			// in Go before the automerge core sees it.
+			sm, err := amcheck.ParseSyncMessage(ev.msg.Data, a.e.cfg.SyncLimits)
+			if err != nil {
+				s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
+				continue
+			}
+			if ev.readOnly && len(sm.Changes) > 0 {
+				a.e.stats.Refused.Add(1)
+				s.send(wire.Message{Type: wire.TypeError, SenderID: a.e.peerID, TargetID: s.PeerID(),
+					ErrorMessage: fmt.Sprintf("%v (document %s)", ErrReadOnly, a.id)})
 				continue
 			}
 			if check := a.e.cfg.CheckSync; check != nil {
@@ -535,7 +550,19 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 		a.finders = nil
 	}
 	if out.HeadsChanged {
-		a.e.notify(a.id, out.Heads, len(b.changes) > 0)
+		ev := ChangeEvent{DocID: a.id, Heads: out.Heads, Local: len(b.changes) > 0}
+		seen := map[string]bool{}
+		for _, m := range b.in.Receive {
+			if s := a.byKey[m.Peer]; s != nil && s.principal != nil && !seen[s.principal.ID] {
+				seen[s.principal.ID] = true
+				ev.From = append(ev.From, s.principal.ID)
+			} else if s != nil && s.principal == nil && !seen[""] {
+				seen[""] = true
+				ev.From = append(ev.From, "")
+			}
+		}
+		slices.Sort(ev.From)
+		a.e.notify(ev)
 	}
 	a.e.touch(a, int64(out.SavedBytes))
 }

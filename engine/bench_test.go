@@ -82,6 +82,34 @@ func (c *countdown) signal() {
 	}
 }
 
+// countingCore wraps the Core under test and counts replica steps and the
+// sync messages they received, which shows how the document actors batch:
+// msgs/step above 1 means several peers' messages shared one step (and
+// so one durable write and one round of messages).
+type countingCore struct {
+	engine.Core
+	steps, msgs *atomic.Int64
+}
+
+func (c countingCore) Load(id string, actor crdt.ActorID, chunks []store.Chunk) (engine.CoreReplica, error) {
+	r, err := c.Core.Load(id, actor, chunks)
+	if err != nil {
+		return nil, err
+	}
+	return countingReplica{r, c}, nil
+}
+
+type countingReplica struct {
+	engine.CoreReplica
+	c countingCore
+}
+
+func (r countingReplica) Step(in engine.ReplicaInput) (engine.ReplicaOutput, error) {
+	r.c.steps.Add(1)
+	r.c.msgs.Add(int64(len(in.Receive)))
+	return r.CoreReplica.Step(in)
+}
+
 // benchEnv is one engine with its store, core and clients.
 type benchEnv struct {
 	b       *testing.B
@@ -97,6 +125,8 @@ type benchEnv struct {
 	clients []*benchClient
 	count   countdown
 	target  atomic.Pointer[crdt.Heads] // fan-out: the heads readers must reach
+	steps   atomic.Int64               // replica steps
+	msgs    atomic.Int64               // sync messages those steps received
 }
 
 // newBenchEnv starts an engine on storeKind ("mem" or "badger", in
@@ -131,6 +161,7 @@ func newBenchEnv(b *testing.B, storeKind, coreKind string) *benchEnv {
 	default:
 		b.Fatalf("unknown core %q", coreKind)
 	}
+	cfg.Core = countingCore{Core: cfg.Core, steps: &env.steps, msgs: &env.msgs}
 	eng, err := engine.New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -433,13 +464,14 @@ func (c *benchClient) check(cd *clientDoc, theirs crdt.Heads) {
 
 // counters is a snapshot of what the engine and the store have done.
 type counters struct {
-	stats   engine.StatsSnapshot
-	commits uint64
-	cpu     time.Duration
+	stats       engine.StatsSnapshot
+	commits     uint64
+	cpu, worker time.Duration
+	steps, msgs int64
 }
 
 func (env *benchEnv) counters() counters {
-	c := counters{stats: env.eng.Stats(), cpu: cpuTime()}
+	c := counters{stats: env.eng.Stats(), cpu: selfCPU(), worker: childrenCPU(), steps: env.steps.Load(), msgs: env.msgs.Load()}
 	if env.bs != nil {
 		c.commits = env.bs.Stats().Commits
 	}
@@ -455,28 +487,35 @@ func (env *benchEnv) report(before counters, ops int, unit string) {
 	b.ReportMetric(float64(s.FramesIn+s.FramesOut-t.FramesIn-t.FramesOut)/n, "frames/"+unit)
 	b.ReportMetric(float64(s.BytesIn+s.BytesOut-t.BytesIn-t.BytesOut)/n, "wire-bytes/"+unit)
 	b.ReportMetric(float64(s.Saves-t.Saves)/n, "saves/"+unit)
+	steps := float64(after.steps - before.steps)
+	b.ReportMetric(steps/n, "steps/"+unit)
+	if steps > 0 {
+		b.ReportMetric(float64(after.msgs-before.msgs)/steps, "msgs/step")
+	}
 	if env.bs != nil {
 		b.ReportMetric(float64(after.commits-before.commits)/n, "fsyncs/"+unit)
 	}
-	b.ReportMetric(float64(after.cpu-before.cpu)/1e3/n, "cpu-µs/"+unit)
+	worker := after.worker - before.worker
+	b.ReportMetric(float64(after.cpu-before.cpu+worker)/1e3/n, "cpu-µs/"+unit)
+	if env.host != nil {
+		b.ReportMetric(float64(worker)/1e3/n, "worker-cpu-µs/"+unit)
+	}
 	if s.CoreCrashes != 0 {
 		b.Fatalf("%d core crashes", s.CoreCrashes)
 	}
 }
 
-// cpuTime is the user and system CPU time of this process and of its
-// live child processes (the isolated core's workers), read from /proc.
-func cpuTime() time.Duration {
+// selfCPU is the user and system CPU time of this process.
+func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
-	t := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return t + childrenCPU()
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// childrenCPU sums utime and stime of the processes whose parent is this
-// one. /proc/<pid>/stat counts in clock ticks of 10 ms (USER_HZ is 100 on
+// childrenCPU sums utime and stime of the live processes whose parent is
+// this one: the isolated core's workers. /proc/<pid>/stat counts in clock ticks of 10 ms (USER_HZ is 100 on
 // Linux), so the sum is coarse; over a benchmark of a second or more it is
 // good to a few percent. It is 0 where there is no /proc.
 func childrenCPU() time.Duration {

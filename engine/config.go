@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/crdt/amcheck"
 	"github.com/amsync/amsync/engine/store"
 )
 
@@ -54,6 +55,13 @@ type Config struct {
 	// BanFor is how long a peer id whose message aborted the core is
 	// refused at join. Default 1 minute.
 	BanFor time.Duration
+	// MaxDocsPerSession caps the documents one connection takes part in;
+	// beyond it the peer gets an error and doc-unavailable. Default 100000.
+	MaxDocsPerSession int
+	// SyncLimits bound what one sync message may carry (see
+	// crdt/amcheck); every sync message is parsed against them before it
+	// reaches the automerge core. Zero: amcheck.DefaultLimits().
+	SyncLimits amcheck.Limits
 	// TrackPending persists which documents hold local changes that no
 	// dialled remote has acknowledged (client role: the Go peer), so that
 	// Pending survives restarts.
@@ -100,6 +108,15 @@ func (c *Config) validate() error {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.MaxDocsPerSession == 0 {
+		c.MaxDocsPerSession = 100000
+	}
+	if c.MaxDocsPerSession < 0 {
+		return fmt.Errorf("%w: MaxDocsPerSession %d < 0", ErrConfig, c.MaxDocsPerSession)
+	}
+	if c.SyncLimits == (amcheck.Limits{}) {
+		c.SyncLimits = amcheck.DefaultLimits()
 	}
 	if c.Core == nil {
 		c.Core = InProcess{}

@@ -12,8 +12,10 @@ import (
 	"github.com/amsync/amsync/engine/wire"
 )
 
-// poison is a sync message the crashingCore treats as aborting the core.
-var poison = []byte{0x42, 0xde, 0xad}
+// poison is a well-formed sync message (it passes amcheck: heads none,
+// need one hash, no have, no changes) that the crashingCore treats as
+// aborting the core, as an input amcheck does not know about would.
+var poison = append(append([]byte{0x42, 0x00, 0x01}, bytes.Repeat([]byte{0xee}, 32)...), 0x00, 0x00)
 
 // crashingCore models a worker process: every replica it loaded is lost
 // when any input aborts it, as when the process dies.

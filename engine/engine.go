@@ -88,6 +88,7 @@ type Engine struct {
 
 	subMu   sync.Mutex
 	subs    map[int]func(docID string, heads crdt.Heads, local bool)
+	evSubs  map[int]func(ChangeEvent)
 	nextSub int
 
 	stats Stats
@@ -115,6 +116,7 @@ func New(cfg Config) (*Engine, error) {
 		core:     cfg.Core,
 		pending:  map[string]bool{},
 		subs:     map[int]func(string, crdt.Heads, bool){},
+		evSubs:   map[int]func(ChangeEvent){},
 		syncWake: make(chan struct{}),
 	}
 	for i := range e.shards {
@@ -298,27 +300,50 @@ func (e *Engine) Subscribe(fn func(docID string, heads crdt.Heads, local bool)) 
 	}
 }
 
-func (e *Engine) notify(docID string, heads crdt.Heads, local bool) {
+// SubscribeEvents is Subscribe with the principals whose peers made each
+// change (records' server hooks use it).
+func (e *Engine) SubscribeEvents(fn func(ChangeEvent)) (cancel func()) {
+	e.subMu.Lock()
+	id := e.nextSub
+	e.nextSub++
+	e.evSubs[id] = fn
+	e.subMu.Unlock()
+	return func() {
+		e.subMu.Lock()
+		delete(e.evSubs, id)
+		e.subMu.Unlock()
+	}
+}
+
+func (e *Engine) notify(ev ChangeEvent) {
 	if f := e.cfg.OnChange; f != nil {
-		f(docID, heads, local)
+		f(ev.DocID, ev.Heads, ev.Local)
 	}
 	e.subMu.Lock()
-	if len(e.subs) == 0 {
+	if len(e.subs)+len(e.evSubs) == 0 {
 		e.subMu.Unlock()
 		return
 	}
-	ids := make([]int, 0, len(e.subs))
+	ids := make([]int, 0, len(e.subs)+len(e.evSubs))
 	for id := range e.subs {
 		ids = append(ids, id)
 	}
+	for id := range e.evSubs {
+		ids = append(ids, id)
+	}
 	slices.Sort(ids)
-	fns := make([]func(string, crdt.Heads, bool), len(ids))
-	for i, id := range ids {
-		fns[i] = e.subs[id]
+	fns := make([]func(), 0, len(ids))
+	for _, id := range ids {
+		if f, ok := e.subs[id]; ok {
+			fns = append(fns, func() { f(ev.DocID, ev.Heads, ev.Local) })
+		} else {
+			f := e.evSubs[id]
+			fns = append(fns, func() { f(ev) })
+		}
 	}
 	e.subMu.Unlock()
 	for _, f := range fns {
-		f(docID, heads, local)
+		f()
 	}
 }
 
@@ -419,9 +444,13 @@ func (e *Engine) Stats() StatsSnapshot { return e.stats.snapshot() }
 
 // Open registers a new connection. The transport feeds it frames with
 // HandleFrame and calls Closed when the connection ends.
-func (e *Engine) Open(c Conn) *Session {
+func (e *Engine) Open(c Conn) *Session { return e.OpenAs(c, nil) }
+
+// OpenAs registers a new connection authenticated as p (nil: anonymous
+// with read-write access to every document).
+func (e *Engine) OpenAs(c Conn, p *Principal) *Session {
 	id := e.nextSession.Add(1)
-	s := &Session{e: e, id: id, key: PeerKey(fmt.Sprintf("s%d", id)), conn: c, docs: map[string]struct{}{}}
+	s := &Session{e: e, id: id, key: PeerKey(fmt.Sprintf("s%d", id)), conn: c, docs: map[string]struct{}{}, principal: p}
 	e.mu.Lock()
 	closed := e.closed
 	if !closed {

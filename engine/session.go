@@ -20,6 +20,10 @@ var (
 	// ErrBanned: the peer id sent a message that aborted the automerge
 	// core and is refused for a while.
 	ErrBanned = errors.New("engine: peer temporarily refused after sending a message that aborts the automerge core")
+	// ErrTooManyDocs: the session reached Config.MaxDocsPerSession.
+	ErrTooManyDocs = errors.New("engine: too many documents on this connection")
+	// ErrReadOnly: a read-only peer sent changes.
+	ErrReadOnly = errors.New("engine: read-only access: changes refused")
 	// ErrRefused: the remote answered our join with an error.
 	ErrRefused = errors.New("engine: join refused by the remote")
 	// ErrSessionClosed: the session has ended.
@@ -33,6 +37,8 @@ type Session struct {
 	id   uint64
 	key  PeerKey
 	conn Conn
+
+	principal *Principal // nil: anonymous, read-write
 
 	mu        sync.Mutex
 	outbound  bool // we dialled: the remote is a server we sync with
@@ -120,10 +126,27 @@ func (s *Session) handle(m wire.Message) error {
 		s.Closed()
 		return nil
 	case wire.TypeSync, wire.TypeRequest, wire.TypeEphemeral:
+		acc := s.principal.access(m.DocumentID)
+		if acc == AccessNone {
+			// Say nothing that tells whether the document exists.
+			if m.Type != wire.TypeEphemeral {
+				s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: s.e.peerID, TargetID: peerID, DocumentID: m.DocumentID})
+			}
+			return nil
+		}
 		if m.Type == wire.TypeEphemeral && !s.freshEphemeral(m) {
 			return nil
 		}
-		return s.route(m.DocumentID, docEvent{kind: evMessage, sess: s, msg: m})
+		if !s.admit(m.DocumentID) {
+			s.e.stats.Refused.Add(1)
+			s.send(wire.Message{Type: wire.TypeError, SenderID: s.e.peerID, TargetID: peerID,
+				ErrorMessage: fmt.Sprintf("%v: %d documents per connection", ErrTooManyDocs, s.e.cfg.MaxDocsPerSession)})
+			if m.Type != wire.TypeEphemeral {
+				s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: s.e.peerID, TargetID: peerID, DocumentID: m.DocumentID})
+			}
+			return nil
+		}
+		return s.route(m.DocumentID, docEvent{kind: evMessage, sess: s, msg: m, readOnly: acc == AccessRead})
 	case wire.TypeDocUnavailable:
 		if outbound {
 			return s.route(m.DocumentID, docEvent{kind: evUnavailable, sess: s})
@@ -151,6 +174,20 @@ func (s *Session) track(docID string) bool {
 	s.docs[docID] = struct{}{}
 	return true
 }
+
+// admit reports whether the session may take part in one more document
+// (Config.MaxDocsPerSession).
+func (s *Session) admit(docID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.docs[docID]; ok {
+		return true
+	}
+	return len(s.docs) < s.e.cfg.MaxDocsPerSession
+}
+
+// Principal is who the session authenticated as (nil: anonymous).
+func (s *Session) Principal() *Principal { return s.principal }
 
 // route queues an event for a document this session takes part in.
 func (s *Session) route(docID string, ev docEvent) error {

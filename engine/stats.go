@@ -22,6 +22,7 @@ type Stats struct {
 	Saves          atomic.Int64
 	SaveNanos      atomic.Int64
 	CoreCrashes    atomic.Int64
+	Refused        atomic.Int64 // messages refused: read-only changes, document caps
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
@@ -29,7 +30,7 @@ type StatsSnapshot struct {
 	SessionsOpen, DocsActive, DocsLoaded, DocLoads, Evictions int64
 	FramesIn, FramesOut, BytesIn, BytesOut                    int64
 	ProtocolErrors, SendErrors, StoreErrors                   int64
-	Saves, CoreCrashes                                        int64
+	Saves, CoreCrashes, Refused                               int64
 	SaveTime                                                  time.Duration
 }
 
@@ -41,6 +42,6 @@ func (s *Stats) snapshot() StatsSnapshot {
 		DocLoads: s.DocLoads.Load(), Evictions: s.Evictions.Load(),
 		FramesIn: s.FramesIn.Load(), FramesOut: s.FramesOut.Load(), BytesIn: s.BytesIn.Load(), BytesOut: s.BytesOut.Load(),
 		ProtocolErrors: s.ProtocolErrors.Load(), SendErrors: s.SendErrors.Load(), StoreErrors: s.StoreErrors.Load(),
-		Saves: s.Saves.Load(), CoreCrashes: s.CoreCrashes.Load(), SaveTime: time.Duration(s.SaveNanos.Load()),
+		Saves: s.Saves.Load(), CoreCrashes: s.CoreCrashes.Load(), Refused: s.Refused.Load(), SaveTime: time.Duration(s.SaveNanos.Load()),
 	}
 }

@@ -99,21 +99,31 @@ func TestWatch(t *testing.T) {
 		mu.Unlock()
 	})
 	defer stop()
-	id, err := todos.Put(ctx, map[string]any{"title": "milk"})
-	require.NoError(t, err)
-	require.NoError(t, todos.Set(ctx, id, map[string]any{"done": true}))
-	require.NoError(t, todos.Delete(ctx, id))
-	has := func(k records.EventKind) bool {
+	count := func(id string, k records.EventKind) int {
 		mu.Lock()
 		defer mu.Unlock()
+		n := 0
 		for _, e := range evs {
 			if e.ID == id && e.Kind == k {
-				return true
+				n++
 			}
 		}
-		return false
+		return n
 	}
-	waitFor(t, 10*time.Second, func() bool { return has(records.Changed) && has(records.Deleted) }, "watch saw the changes")
+	id, err := todos.Put(ctx, map[string]any{"title": "milk"})
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, func() bool { return count(id, records.Added)+count(id, records.Changed) > 0 }, "watch saw the new record")
+	before := count(id, records.Changed)
+	require.NoError(t, todos.Set(ctx, id, map[string]any{"done": true}))
+	waitFor(t, 10*time.Second, func() bool { return count(id, records.Changed) > before }, "watch saw the update")
+	require.NoError(t, todos.Delete(ctx, id))
+	waitFor(t, 10*time.Second, func() bool { return count(id, records.Deleted) == 1 }, "watch saw the deletion")
+	mu.Lock()
+	for _, e := range evs {
+		assert.True(t, e.Local)
+		assert.Equal(t, "todos", e.Collection)
+	}
+	mu.Unlock()
 }
 
 func TestSequenceNeverRepeats(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/amsync/amsync/crdt"
@@ -90,43 +91,88 @@ type docChange struct {
 // Watch calls fn for every change to the collection's records: added,
 // changed, deleted; local and remote alike. fn runs on a goroutine of the
 // watcher's own, one event at a time; it may call the Store. stop ends
-// the watch.
+// the watch. Records that exist when Watch is called are not reported
+// as added.
 func (c *Collection) Watch(fn func(Event)) (stop func()) {
 	idx := c.IndexID()
 	members := map[string]bool{}
-	loaded := false
-	refresh := func(local bool) {
-		ids, err := c.IDs(context.Background())
-		if err != nil {
-			return
-		}
-		next := make(map[string]bool, len(ids))
+	deleted := map[string]bool{}
+	if ids, err := c.IDs(context.Background()); err == nil {
 		for _, id := range ids {
-			next[id] = true
-			if loaded && !members[id] {
-				fn(Event{Collection: c.name, ID: id, Kind: Added, Local: local})
-			}
+			members[id] = true
 		}
-		for id := range members {
-			if !next[id] && loaded {
-				fn(Event{Collection: c.name, ID: id, Kind: Deleted, Local: local})
-			}
-		}
-		members, loaded = next, true
 	}
 	q := newQueue(func(ch docChange) {
-		if !loaded || ch.id == idx {
-			refresh(ch.local)
-			if ch.id == idx {
+		if ch.id == idx {
+			ids, err := c.IDs(context.Background())
+			if err != nil {
 				return
 			}
+			live := make(map[string]bool, len(ids))
+			for _, id := range ids {
+				live[id] = true
+				if !members[id] && !deleted[id] {
+					members[id] = true
+					fn(Event{Collection: c.name, ID: id, Kind: Added, Local: ch.local})
+				}
+			}
+			for _, id := range sortedKeys(members) {
+				if !live[id] {
+					delete(members, id)
+					if !deleted[id] {
+						deleted[id] = true
+						fn(Event{Collection: c.name, ID: id, Kind: Deleted, Local: ch.local})
+					}
+				}
+			}
+			return
 		}
-		if members[ch.id] {
+		// A record reports itself: its own document says which collection
+		// it is in and whether it is deleted, whatever the index says yet.
+		coll, gone, ok := c.peek(ch.id)
+		if !ok || coll != c.name {
+			return
+		}
+		switch {
+		case gone && !deleted[ch.id]:
+			deleted[ch.id] = true
+			delete(members, ch.id)
+			fn(Event{Collection: c.name, ID: ch.id, Kind: Deleted, Local: ch.local})
+		case !gone:
+			members[ch.id] = true
 			fn(Event{Collection: c.name, ID: ch.id, Kind: Changed, Local: ch.local})
 		}
 	})
 	cancel := c.s.docs.Subscribe(func(id string, _ crdt.Heads, local bool) { q.push(docChange{id, local}) })
 	return func() { cancel(); q.close() }
+}
+
+// peek reads a document's collection and tombstone; ok is false when it
+// cannot be read or is not a record.
+func (c *Collection) peek(id string) (coll string, deleted, ok bool) {
+	err := c.s.docs.Read(context.Background(), id, func(d *crdt.Doc) error {
+		v, err := d.Value()
+		if err != nil {
+			return err
+		}
+		if t, _ := v[KeyType].(string); t != "" {
+			return nil
+		}
+		coll, _ = v[KeyCollection].(string)
+		deleted, _ = v[KeyDeleted].(bool)
+		ok = true
+		return nil
+	})
+	return coll, deleted, ok && err == nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // WatchRecord calls fn for every change of one record.
