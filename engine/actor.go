@@ -265,12 +265,16 @@ func (a *docActor) process(evs []docEvent) {
 			}
 			// The first line of defence: the message is parsed and bounded
 			// in Go before the automerge core sees it.
-			sm, err := amcheck.ParseSyncMessage(ev.msg.Data, a.e.cfg.SyncLimits)
-			if err != nil {
-				s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
-				continue
+			var changes int
+			if !a.e.cfg.NoSyncValidation || ev.readOnly {
+				sm, err := amcheck.ParseSyncMessage(ev.msg.Data, a.e.cfg.SyncLimits)
+				if err != nil {
+					s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
+					continue
+				}
+				changes = len(sm.Changes)
 			}
-			if ev.readOnly && len(sm.Changes) > 0 {
+			if ev.readOnly && changes > 0 {
 				a.e.stats.Refused.Add(1)
 				s.send(wire.Message{Type: wire.TypeError, SenderID: a.e.peerID, TargetID: s.PeerID(),
 					ErrorMessage: fmt.Sprintf("%v (document %s)", ErrReadOnly, a.id)})
@@ -516,13 +520,6 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 		a.e.stats.Saves.Add(1)
 		a.e.stats.observeSave(a.e.cfg.Now().Sub(start))
 	}
-	for i, ev := range b.changes {
-		var err error
-		if i < len(out.ChangeErrors) {
-			err = out.ChangeErrors[i]
-		}
-		ev.result <- changeResult{heads: out.Heads, err: err}
-	}
 	// Durable: now the peers may learn of the new heads.
 	a.empty = out.Empty
 	unavailable := a.unavailable()
@@ -542,6 +539,15 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 	a.sendUnavailable(unavailable)
 	if pending != nil {
 		a.e.setPending(a.id, *pending)
+	}
+	// Local changes are answered last: by then the change is durable, sent,
+	// and counted as pending, so a WaitSynced after Change waits for it.
+	for i, ev := range b.changes {
+		var err error
+		if i < len(out.ChangeErrors) {
+			err = out.ChangeErrors[i]
+		}
+		ev.result <- changeResult{heads: out.Heads, err: err}
 	}
 	if !out.Empty {
 		for _, f := range a.finders {

@@ -58,6 +58,10 @@ type Config struct {
 	// MaxDocsPerSession caps the documents one connection takes part in;
 	// beyond it the peer gets an error and doc-unavailable. Default 100000.
 	MaxDocsPerSession int
+	// NoSyncValidation skips the Go parse of sync messages (amcheck)
+	// before the core. Only for measuring, or for testing crash isolation
+	// on its own: without it, isolation is the only defence.
+	NoSyncValidation bool
 	// SyncLimits bound what one sync message may carry (see
 	// crdt/amcheck); every sync message is parsed against them before it
 	// reaches the automerge core. Zero: amcheck.DefaultLimits().

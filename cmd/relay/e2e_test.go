@@ -327,13 +327,22 @@ func syncTo(peerID, doc string, data []byte) frame {
 // messages. The relay must stay up, each crasher connection must get an
 // error and be closed, and the honest clients must converge with nothing
 // acknowledged lost.
+// TestE2ECrashersOverTheWire sends the crashers to the relay binary twice:
+// with sync validation on (the default: amcheck rejects every one of them
+// before the core), and with it off, so that they reach the automerge core
+// and only process isolation stands between them and the relay.
 func TestE2ECrashersOverTheWire(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the relay binary")
 	}
+	t.Run("validated", func(t *testing.T) { crashersOverTheWire(t, true) })
+	t.Run("isolation-only", func(t *testing.T) { crashersOverTheWire(t, false) })
+}
+
+func crashersOverTheWire(t *testing.T, validate bool) {
 	start := time.Now()
 	bin := buildRelay(t)
-	p := startRelay(t, bin, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-core-timeout", "5s")
+	p := startRelay(t, bin, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-core-timeout", "5s", fmt.Sprintf("-validate-sync=%v", validate))
 	honest, shared := honestSetup(t, p.addr, "h", 3)
 
 	// Valid sync messages to mutate, built before the clients' loops own
@@ -398,7 +407,12 @@ func TestE2ECrashersOverTheWire(t *testing.T) {
 			"honest clients made no progress after %s\nrelay log:\n%s", in.name, p.stderr)
 	}
 	crashes := p.metric(t, "amsync_core_worker_crashes_total") - crashesBefore
-	assert.Positive(t, crashes, "no crasher reached a worker: the test did not exercise isolation")
+	if validate {
+		assert.Zero(t, crashes, "validation let a crasher reach the core")
+		assert.Zero(t, aborted)
+	} else {
+		assert.Positive(t, crashes, "no crasher reached a worker: the test did not exercise isolation")
+	}
 	t.Logf("crashers: %d inputs, %d disconnected as aborting the core (peer banned), %d rejected cleanly, %v worker crashes",
 		len(inputs), aborted, len(inputs)-aborted, crashes)
 

@@ -6,6 +6,10 @@
 //
 // Run "relay -h" for every flag. PORT and DATA_DIR are honoured as the Node
 // server honours them; flags win over them.
+//
+// Subcommands work with documents from the command line (relay doc
+// create|get|set|watch|sync) and with a stopped relay's store (relay
+// inspect, export, import); docs/cli.md describes them.
 package main
 
 import (

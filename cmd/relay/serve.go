@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/amsync/amsync/engine"
+	"github.com/amsync/amsync/jsbridge"
 	"github.com/amsync/amsync/wsrelay"
 )
 
@@ -34,6 +35,7 @@ type serveOptions struct {
 	isolation      string
 	coreWorkers    int
 	coreTimeout    time.Duration
+	validateSync   bool
 }
 
 func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
@@ -60,6 +62,7 @@ func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
 	fs.StringVar(&o.isolation, "isolation", "process", "where the automerge core runs: process (supervised worker processes; a malformed input kills a worker, never the relay) or none (in the relay process: trusted peers only)")
 	fs.IntVar(&o.coreWorkers, "core-workers", 0, "worker processes for -isolation process (default 2 x GOMAXPROCS)")
 	fs.DurationVar(&o.coreTimeout, "core-timeout", 30*time.Second, "longest one document operation may run in a worker before it is killed and the input rejected")
+	fs.BoolVar(&o.validateSync, "validate-sync", true, "parse and bound every sync message in Go before the automerge core sees it (false leaves process isolation as the only defence)")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 8*time.Second, "how long a graceful shutdown may take")
 }
 
@@ -97,10 +100,11 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		CoreWorkers: o.coreWorkers,
 		CoreTimeout: o.coreTimeout,
 		Engine: engine.Config{
-			PeerID:         o.peerID,
-			MaxLoadedDocs:  o.maxLoadedDocs,
-			MaxLoadedBytes: o.maxLoadedBytes,
-			IdleTimeout:    o.idleTimeout,
+			PeerID:           o.peerID,
+			MaxLoadedDocs:    o.maxLoadedDocs,
+			MaxLoadedBytes:   o.maxLoadedBytes,
+			IdleTimeout:      o.idleTimeout,
+			NoSyncValidation: !o.validateSync,
 		},
 		Server: wsrelay.Config{
 			MaxFrameBytes:     o.maxFrameBytes,
@@ -114,7 +118,7 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		}
 		return fmt.Errorf("open relay on %s: %w", o.data, err)
 	}
-	return listenAndServe(ctx, r, r.Handler(), o.addr, o.shutdownWait, log)
+	return listenAndServe(ctx, r, r.HandlerWith(jsbridge.Mux()), o.addr, o.shutdownWait, log)
 }
 
 // listenAndServe serves h on addr until ctx ends, then shuts the relay
@@ -166,12 +170,15 @@ type usageError struct{ error }
 func (u usageError) Unwrap() error { return u.error }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && isSubcommand(args[0]) {
+		return runSubcommand(ctx, args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o serveOptions
 	serveFlags(fs, &o, os.Getenv)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: relay [flags]\n\nRuns the amsync WebSocket sync server.\n\nflags:\n")
+		fmt.Fprintf(stderr, "%s\nserver flags:\n", usageText)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
