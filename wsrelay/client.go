@@ -49,6 +49,7 @@ func Dial(ctx context.Context, url string, eng *engine.Engine, cc ClientConfig) 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg.MessageRate = 0 // the relay is trusted to send at its own pace
 	hs := cc.HandshakeTimeout
 	if hs == 0 {
 		hs = 10 * time.Second

@@ -138,6 +138,61 @@ func (c *conn) writePump() {
 	}
 }
 
+// watch closes the connection when its principal's credentials expire or
+// when no join arrives within JoinTimeout. It returns a function that
+// stops the timers.
+func (c *conn) watch(p *engine.Principal) (stop func()) {
+	var timers []*time.Timer
+	if p != nil && !p.Expires.IsZero() {
+		timers = append(timers, time.AfterFunc(time.Until(p.Expires), func() {
+			c.m.count(func(m *metrics) { m.errors.WithLabelValues("token_expired").Inc() })
+			c.sess.Fail(engine.ClosePolicyViolation, errTokenExpired)
+		}))
+	}
+	if c.cfg.JoinTimeout > 0 {
+		timers = append(timers, time.AfterFunc(c.cfg.JoinTimeout, func() {
+			if c.sess.PeerID() == "" {
+				c.m.count(func(m *metrics) { m.errors.WithLabelValues("join_timeout").Inc() })
+				c.sess.Fail(engine.ClosePolicyViolation, errJoinTimeout)
+			}
+		}))
+	}
+	return func() {
+		for _, t := range timers {
+			t.Stop()
+		}
+	}
+}
+
+var (
+	errTokenExpired = errors.New("token expired: reconnect with a fresh token")
+	errJoinTimeout  = errors.New("no join message in time")
+)
+
+// bucket is a token bucket limiting the frames a connection sends.
+type bucket struct {
+	rate   float64 // tokens per second
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+// take waits until a token is available, then spends it.
+func (b *bucket) take() {
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return
+	}
+	wait := time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+	t := time.NewTimer(wait)
+	<-t.C
+	b.tokens = 0
+	b.last = time.Now()
+}
+
 // readPump feeds frames to the session until the connection ends.
 func (c *conn) readPump() {
 	cfg := c.cfg
@@ -147,7 +202,14 @@ func (c *conn) readPump() {
 		c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
 		return nil
 	})
+	var limit *bucket
+	if cfg.MessageRate > 0 {
+		limit = &bucket{rate: cfg.MessageRate, burst: float64(cfg.MessageBurst), tokens: float64(cfg.MessageBurst), last: time.Now()}
+	}
 	for {
+		if limit != nil {
+			limit.take()
+		}
 		typ, frame, err := c.ws.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {

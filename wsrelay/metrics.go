@@ -53,7 +53,8 @@ func newMetrics(s *Server) *metrics {
 			Help: "Connections ended or refused by a fault, by kind."}, []string{"kind"}),
 	}
 	reg.MustRegister(m.connections, m.errors)
-	for _, kind := range []string{"frame_too_large", "text_frame", "protocol", "upgrade", "origin_rejected"} {
+	for _, kind := range []string{"frame_too_large", "text_frame", "protocol", "upgrade", "origin_rejected",
+		"unauthorized", "connection_limit", "principal_limit", "join_timeout", "token_expired"} {
 		m.errors.WithLabelValues(kind) // export every kind from the start, at 0
 	}
 	eng := s.cfg.Engine

@@ -51,6 +51,27 @@ type Config struct {
 	// EnableCompression negotiates permessage-deflate with peers that offer
 	// it. Default off.
 	EnableCompression bool
+
+	// Authenticate, when set, runs before the upgrade: an error answers
+	// HTTP 401 and no WebSocket is opened. The principal's Access decides
+	// per document; when its Expires passes, the connection is closed. See
+	// JWT for the built-in verifier.
+	Authenticate func(r *http.Request) (*engine.Principal, error)
+	// MaxConnections caps open connections (503 beyond); 0 means 100000.
+	MaxConnections int
+	// MaxConnectionsPerPrincipal caps one principal's connections (429
+	// beyond); 0 means 1000. Anonymous connections are not counted.
+	MaxConnectionsPerPrincipal int
+	// MessageRate and MessageBurst bound the frames one connection may
+	// send: a token bucket of MessageBurst frames refilled at MessageRate
+	// per second. A connection over its rate is not read until it has
+	// tokens again (backpressure; its TCP window fills). Defaults 1000/s
+	// and 5000.
+	MessageRate  float64
+	MessageBurst int
+	// JoinTimeout closes a connection that has not sent join in time.
+	// Default 10 s.
+	JoinTimeout time.Duration
 }
 
 func (c *Config) validate() error {
@@ -78,6 +99,21 @@ func (c *Config) validate() error {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = 100000
+	}
+	if c.MaxConnectionsPerPrincipal == 0 {
+		c.MaxConnectionsPerPrincipal = 1000
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = 1000
+	}
+	if c.MessageBurst == 0 {
+		c.MessageBurst = 5000
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = 10 * time.Second
+	}
 	switch {
 	case c.MaxFrameBytes < 1024:
 		return fmt.Errorf("%w: MaxFrameBytes %d < 1024", ErrConfig, c.MaxFrameBytes)
@@ -85,8 +121,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: SendQueueFrames %d < 1", ErrConfig, c.SendQueueFrames)
 	case c.SendQueueBytes < c.MaxFrameBytes:
 		return fmt.Errorf("%w: SendQueueBytes %d < MaxFrameBytes %d", ErrConfig, c.SendQueueBytes, c.MaxFrameBytes)
-	case c.PingInterval < 0 || c.PongTimeout < 0 || c.WriteTimeout < 0:
+	case c.PingInterval < 0 || c.PongTimeout < 0 || c.WriteTimeout < 0 || c.JoinTimeout < 0:
 		return fmt.Errorf("%w: negative timeout", ErrConfig)
+	case c.MaxConnections < 0 || c.MaxConnectionsPerPrincipal < 0:
+		return fmt.Errorf("%w: negative connection cap", ErrConfig)
+	case c.MessageRate < 0 || c.MessageBurst < 1:
+		return fmt.Errorf("%w: message rate %v/s burst %d", ErrConfig, c.MessageRate, c.MessageBurst)
 	}
 	for _, o := range c.AllowedOrigins {
 		if o == "*" {
@@ -109,10 +149,11 @@ type Server struct {
 	upgrader websocket.Upgrader
 	metrics  *metrics
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	draining bool
-	wg       sync.WaitGroup
+	mu          sync.Mutex
+	conns       map[*conn]struct{}
+	byPrincipal map[string]int
+	draining    bool
+	wg          sync.WaitGroup
 }
 
 // New validates cfg and returns a Server.
@@ -120,7 +161,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}, byPrincipal: map[string]int{}}
 	s.metrics = newMetrics(s)
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
@@ -147,19 +188,57 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// ServeHTTP upgrades the request and serves the connection until it ends.
+// ServeHTTP authenticates the request, upgrades it and serves the
+// connection until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	draining := s.draining
-	if !draining {
-		s.wg.Add(1)
+	var principal *engine.Principal
+	if s.cfg.Authenticate != nil {
+		p, err := s.cfg.Authenticate(r)
+		if err != nil {
+			s.metrics.errors.WithLabelValues("unauthorized").Inc()
+			s.log.Info("upgrade refused", "remote", r.RemoteAddr, "err", err)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="amsync"`)
+			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		principal = p
 	}
-	s.mu.Unlock()
-	if draining {
+	pid := ""
+	if principal != nil {
+		pid = principal.ID
+	}
+	s.mu.Lock()
+	switch {
+	case s.draining:
+		s.mu.Unlock()
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
+	case len(s.conns) >= s.cfg.MaxConnections:
+		s.mu.Unlock()
+		s.metrics.errors.WithLabelValues("connection_limit").Inc()
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	case pid != "" && s.byPrincipal[pid] >= s.cfg.MaxConnectionsPerPrincipal:
+		s.mu.Unlock()
+		s.metrics.errors.WithLabelValues("principal_limit").Inc()
+		http.Error(w, "too many connections for this principal", http.StatusTooManyRequests)
+		return
 	}
-	defer s.wg.Done()
+	s.wg.Add(1)
+	if pid != "" {
+		s.byPrincipal[pid]++ // reserved now, so that a burst cannot overshoot
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if pid != "" {
+			if s.byPrincipal[pid]--; s.byPrincipal[pid] <= 0 {
+				delete(s.byPrincipal, pid)
+			}
+		}
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		// The upgrader has already written an HTTP error.
@@ -179,9 +258,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.metrics.connections.Inc()
 	s.metrics.accepted.Inc()
 
-	c.sess = s.cfg.Engine.Open(c)
+	c.sess = s.cfg.Engine.OpenAs(c, principal)
+	stopTimers := c.watch(principal)
 	go c.writePump()
 	c.readPump()
+	stopTimers()
 	c.Close(engine.CloseGoingAway, "")
 	c.sess.Closed()
 	select {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -36,6 +37,15 @@ type serveOptions struct {
 	coreWorkers    int
 	coreTimeout    time.Duration
 	validateSync   bool
+	jwtSecretFile  string
+	tlsCert        string
+	tlsKey         string
+	maxConns       int
+	maxConnsPer    int
+	maxDocsPerConn int
+	messageRate    float64
+	messageBurst   int
+	joinTimeout    time.Duration
 }
 
 func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
@@ -62,6 +72,15 @@ func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
 	fs.StringVar(&o.isolation, "isolation", "process", "where the automerge core runs: process (supervised worker processes; a malformed input kills a worker, never the relay) or none (in the relay process: trusted peers only)")
 	fs.IntVar(&o.coreWorkers, "core-workers", 0, "worker processes for -isolation process (default 2 x GOMAXPROCS)")
 	fs.DurationVar(&o.coreTimeout, "core-timeout", 30*time.Second, "longest one document operation may run in a worker before it is killed and the input rejected")
+	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "require an HS256 JWT (token query parameter, Authorization: Bearer, or relay_token cookie) signed with the key in this file; its docs claim grants per-document access")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS (wss://) with this PEM certificate (needs -tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for -tls-cert")
+	fs.IntVar(&o.maxConns, "max-connections", 100000, "open connections at most (503 beyond)")
+	fs.IntVar(&o.maxConnsPer, "max-connections-per-principal", 1000, "connections of one authenticated principal at most (429 beyond)")
+	fs.IntVar(&o.maxDocsPerConn, "max-docs-per-connection", 100000, "documents one connection may take part in")
+	fs.Float64Var(&o.messageRate, "message-rate", 1000, "frames per second one connection may send (sustained; excess is read later)")
+	fs.IntVar(&o.messageBurst, "message-burst", 5000, "frames one connection may send in a burst")
+	fs.DurationVar(&o.joinTimeout, "join-timeout", 10*time.Second, "close connections that have not sent join within this time")
 	fs.BoolVar(&o.validateSync, "validate-sync", true, "parse and bound every sync message in Go before the automerge core sees it (false leaves process isolation as the only defence)")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 8*time.Second, "how long a graceful shutdown may take")
 }
@@ -93,6 +112,21 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 			origins = append(origins, s)
 		}
 	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return usageError{errors.New("-tls-cert and -tls-key go together")}
+	}
+	var authenticate func(*http.Request) (*engine.Principal, error)
+	if o.jwtSecretFile != "" {
+		secret, err := os.ReadFile(o.jwtSecretFile)
+		if err != nil {
+			return usageError{fmt.Errorf("-jwt-secret-file: %w", err)}
+		}
+		secret = bytes.TrimRight(secret, "\r\n")
+		if len(secret) == 0 {
+			return usageError{fmt.Errorf("-jwt-secret-file %s is empty", o.jwtSecretFile)}
+		}
+		authenticate = (&wsrelay.JWT{Secret: secret}).Authenticate
+	}
 	r, err := wsrelay.OpenRelay(wsrelay.RelayConfig{
 		Dir:         o.data,
 		Logger:      log,
@@ -100,16 +134,23 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		CoreWorkers: o.coreWorkers,
 		CoreTimeout: o.coreTimeout,
 		Engine: engine.Config{
-			PeerID:           o.peerID,
-			MaxLoadedDocs:    o.maxLoadedDocs,
-			MaxLoadedBytes:   o.maxLoadedBytes,
-			IdleTimeout:      o.idleTimeout,
-			NoSyncValidation: !o.validateSync,
+			PeerID:            o.peerID,
+			MaxLoadedDocs:     o.maxLoadedDocs,
+			MaxLoadedBytes:    o.maxLoadedBytes,
+			IdleTimeout:       o.idleTimeout,
+			NoSyncValidation:  !o.validateSync,
+			MaxDocsPerSession: o.maxDocsPerConn,
 		},
 		Server: wsrelay.Config{
-			MaxFrameBytes:     o.maxFrameBytes,
-			AllowedOrigins:    origins,
-			EnableCompression: o.compression,
+			MaxFrameBytes:              o.maxFrameBytes,
+			AllowedOrigins:             origins,
+			EnableCompression:          o.compression,
+			Authenticate:               authenticate,
+			MaxConnections:             o.maxConns,
+			MaxConnectionsPerPrincipal: o.maxConnsPer,
+			MessageRate:                o.messageRate,
+			MessageBurst:               o.messageBurst,
+			JoinTimeout:                o.joinTimeout,
 		},
 	})
 	if err != nil {
@@ -118,12 +159,13 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		}
 		return fmt.Errorf("open relay on %s: %w", o.data, err)
 	}
-	return listenAndServe(ctx, r, r.HandlerWith(jsbridge.Mux()), o.addr, o.shutdownWait, log)
+	return listenAndServe(ctx, r, r.HandlerWith(jsbridge.Mux()), o, log)
 }
 
 // listenAndServe serves h on addr until ctx ends, then shuts the relay
 // down within wait.
-func listenAndServe(ctx context.Context, r *wsrelay.Relay, h http.Handler, addr string, wait time.Duration, log *slog.Logger) error {
+func listenAndServe(ctx context.Context, r *wsrelay.Relay, h http.Handler, o serveOptions, log *slog.Logger) error {
+	addr, wait := o.addr, o.shutdownWait
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -137,7 +179,13 @@ func listenAndServe(ctx context.Context, r *wsrelay.Relay, h http.Handler, addr 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
+	go func() {
+		if o.tlsCert != "" {
+			serveErr <- httpSrv.ServeTLS(ln, o.tlsCert, o.tlsKey)
+			return
+		}
+		serveErr <- httpSrv.Serve(ln)
+	}()
 	log.Info("relay listening", "addr", ln.Addr().String(), "peer_id", r.Engine.PeerID(), "storage_id", r.Engine.StorageID())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
