@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -205,7 +206,7 @@ func (a *docActor) sortedPeers() []*Session {
 	for s := range a.peers {
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(x, y *Session) int { return int(x.id) - int(y.id) })
+	slices.SortFunc(out, func(x, y *Session) int { return cmp.Compare(x.id, y.id) })
 	return out
 }
 
@@ -227,7 +228,7 @@ func (a *docActor) process(evs []docEvent) {
 		a.load()
 	}
 
-	b := batch{requested: map[*Session]bool{}}
+	var b batch
 	var reads []docEvent
 	var gone []*Session
 	announced := 0
@@ -259,37 +260,12 @@ func (a *docActor) process(evs []docEvent) {
 				a.forwardEphemeral(s, ev.msg)
 				continue
 			}
-			if a.broken != nil {
-				s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id})
+			if !a.vet(ev) {
 				continue
-			}
-			// The first line of defence: the message is parsed and bounded
-			// in Go before the automerge core sees it.
-			var changes int
-			if !a.e.cfg.NoSyncValidation || ev.readOnly {
-				sm, err := amcheck.ParseSyncMessage(ev.msg.Data, a.e.cfg.SyncLimits)
-				if err != nil {
-					s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
-					continue
-				}
-				changes = len(sm.Changes)
-			}
-			if ev.readOnly && changes > 0 {
-				a.e.stats.Refused.Add(1)
-				s.send(wire.Message{Type: wire.TypeError, SenderID: a.e.peerID, TargetID: s.PeerID(),
-					ErrorMessage: fmt.Sprintf("%v (document %s)", ErrReadOnly, a.id)})
-				continue
-			}
-			if check := a.e.cfg.CheckSync; check != nil {
-				if err := check(ev.msg.Data); err != nil {
-					s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
-					continue
-				}
 			}
 			p := a.peer(s)
 			if ev.msg.Type == wire.TypeRequest && p.status != statusHas {
 				p.status = statusWants
-				b.requested[s] = true
 			}
 			b.in.Receive = append(b.in.Receive, PeerData{Peer: p.key, Data: ev.msg.Data})
 		case evGone:
@@ -366,9 +342,42 @@ func (a *docActor) read(ev docEvent) {
 
 // batch is one replica step's worth of work and what its results go to.
 type batch struct {
-	in        ReplicaInput
-	requested map[*Session]bool // sessions whose message was a request
-	changes   []docEvent        // local changes, one result each
+	in      ReplicaInput
+	changes []docEvent // local changes, one result each
+}
+
+// vet decides whether a sync or request message may reach the replica. The
+// first line of defence: the message is parsed and bounded in Go before the
+// automerge core sees it. A read-only peer's message that carries changes
+// is refused (the peer is told, and stays connected to keep reading).
+func (a *docActor) vet(ev docEvent) bool {
+	s := ev.sess
+	if a.broken != nil {
+		s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id})
+		return false
+	}
+	changes := 0
+	if !a.e.cfg.NoSyncValidation || ev.readOnly {
+		sm, err := amcheck.ParseSyncMessage(ev.msg.Data, a.e.cfg.SyncLimits)
+		if err != nil {
+			s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
+			return false
+		}
+		changes = len(sm.Changes)
+	}
+	if ev.readOnly && changes > 0 {
+		a.e.stats.Refused.Add(1)
+		s.send(wire.Message{Type: wire.TypeError, SenderID: a.e.peerID, TargetID: s.PeerID(),
+			ErrorMessage: fmt.Sprintf("%v (document %s)", ErrReadOnly, a.id)})
+		return false
+	}
+	if check := a.e.cfg.CheckSync; check != nil {
+		if err := check(ev.msg.Data); err != nil {
+			s.fail(ClosePolicyViolation, fmt.Errorf("%w: %v", ErrRejected, err))
+			return false
+		}
+	}
+	return true
 }
 
 // idle reports whether the batch asks nothing of the replica.
@@ -465,13 +474,13 @@ func (a *docActor) execute(b batch) {
 // departures first, then each received message alone.
 func (b batch) split() []batch {
 	var parts []batch
-	first := batch{requested: map[*Session]bool{}, changes: b.changes}
+	first := batch{changes: b.changes}
 	first.in.Changes, first.in.Detach, first.in.Flush = b.in.Changes, b.in.Detach, b.in.Flush
 	if len(first.in.Changes)+len(first.in.Detach) > 0 || len(b.in.Receive) == 0 {
 		parts = append(parts, first)
 	}
 	for _, m := range b.in.Receive {
-		p := batch{requested: b.requested}
+		var p batch
 		p.in.Receive = []PeerData{m}
 		parts = append(parts, p)
 	}
