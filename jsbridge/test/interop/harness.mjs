@@ -193,25 +193,34 @@ let relayBinCache
  */
 export function relayBinary() {
   if (relayBinCache) return relayBinCache
-  if (process.env.RELAY_BIN) {
-    relayBinCache = path.resolve(process.env.RELAY_BIN)
-    return relayBinCache
-  }
+  relayBinCache = goBinary("relay", process.env.RELAY_BIN)
+  return relayBinCache
+}
+
+let demoBinCache
+/** The demo application server (cmd/demo): $DEMO_BIN, or built like relayBinary. */
+export function demoBinary() {
+  if (demoBinCache) return demoBinCache
+  demoBinCache = goBinary("demo", process.env.DEMO_BIN)
+  return demoBinCache
+}
+
+function goBinary(name, fromEnv) {
+  if (fromEnv) return path.resolve(fromEnv)
   const key = createHash("sha256").update(repoRoot).digest("hex").slice(0, 12)
   const outDir = path.join(os.tmpdir(), `amsync-interop-relay-${key}`)
   fs.mkdirSync(outDir, { recursive: true })
-  const out = path.join(outDir, "relay")
-  const res = spawnSync("go", ["build", "-o", out, "./cmd/relay"], {
+  const out = path.join(outDir, name)
+  const res = spawnSync("go", ["build", "-o", out, `./cmd/${name}`], {
     cwd: repoRoot,
     encoding: "utf8",
     stdio: ["ignore", "pipe", "pipe"],
     timeout: 600_000,
   })
-  if (res.error) throw new Error(`go build ./cmd/relay: ${res.error.message}`)
+  if (res.error) throw new Error(`go build ./cmd/${name}: ${res.error.message}`)
   if (res.status !== 0) {
-    throw new Error(`go build ./cmd/relay failed (exit ${res.status}):\n${res.stdout}${res.stderr}`)
+    throw new Error(`go build ./cmd/${name} failed (exit ${res.status}):\n${res.stdout}${res.stderr}`)
   }
-  relayBinCache = out
   return out
 }
 
@@ -219,7 +228,7 @@ const LOG_TAIL_BYTES = 64 * 1024
 
 /**
  * Starts a sync server on 127.0.0.1 and waits until GET /healthz answers 200.
- * @param {{kind?: "relay"|"reference", dataDir: string, port?: number, readyTimeoutMs?: number}} opts
+ * @param {{kind?: "relay"|"reference"|"demo", dataDir: string, port?: number, readyTimeoutMs?: number}} opts
  * @returns {Promise<ServerProc>}
  */
 export async function startServer({ kind = SERVER_KIND, dataDir, port, readyTimeoutMs = 15_000 }) {
@@ -265,7 +274,7 @@ class ServerProc {
     }
     const args = ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir]
     if (process.env.INTEROP_LOG_LEVEL) args.push("-log-level", process.env.INTEROP_LOG_LEVEL)
-    return [relayBinary(), args]
+    return [this.kind === "demo" ? demoBinary() : relayBinary(), args]
   }
 
   async start() {
