@@ -78,7 +78,6 @@ type docActor struct {
 	quarantined time.Time // no load before this time: the document aborts the core
 	peers       map[*Session]*docPeer
 	byKey       map[PeerKey]*Session
-	stored      map[string][]byte // sync states read from the store, by storage id
 	finders     []chan changeResult
 
 	// guarded by e.lruMu
@@ -130,19 +129,21 @@ func (a *docActor) load() {
 		a.broken = fmt.Errorf("%w: quarantined until %s after crashing the automerge core", ErrBroken, a.quarantined.Format(time.RFC3339))
 		return
 	}
+	// Only the document's chunks: a popular document may have sync states
+	// for many thousands of clients, read one by one as peers attach.
 	ctx := context.Background()
-	chunks, err := a.e.cfg.Store.LoadRange(ctx, store.Key{a.id})
-	if err != nil {
-		a.e.log.Error("load document", "doc", a.id, "err", err)
-		a.broken = fmt.Errorf("%w: %v", ErrBroken, err)
-		return
-	}
-	a.stored = map[string][]byte{}
-	for _, c := range chunks {
-		if len(c.Key) == 3 && c.Key[1] == store.KindSyncState {
-			a.stored[c.Key[2]] = c.Data
+	var chunks []store.Chunk
+	for _, kind := range []string{store.KindSnapshot, store.KindIncremental} {
+		cs, err := a.e.cfg.Store.LoadRange(ctx, store.Key{a.id, kind})
+		if err != nil {
+			a.e.log.Error("load document", "doc", a.id, "err", err)
+			a.broken = fmt.Errorf("%w: %v", ErrBroken, err)
+			return
 		}
-		if check := a.e.cfg.CheckDocument; check != nil && len(c.Key) == 3 && c.Key[1] != store.KindSyncState {
+		chunks = append(chunks, cs...)
+	}
+	for _, c := range chunks {
+		if check := a.e.cfg.CheckDocument; check != nil {
 			if err := check(c.Data); err != nil {
 				a.e.log.Error("stored chunk rejected", "doc", a.id, "key", c.Key.String(), "err", err)
 				a.broken = fmt.Errorf("%w: %v", ErrBroken, err)
@@ -169,6 +170,17 @@ func (a *docActor) load() {
 	a.e.stats.DocLoads.Add(1)
 }
 
+// storedSyncState reads the sync state persisted for a peer's storage id
+// (nil when there is none or it cannot be read: syncing then starts afresh).
+func (a *docActor) storedSyncState(storageID string) []byte {
+	b, err := a.e.cfg.Store.Load(context.Background(), store.Key{a.id, store.KindSyncState, storageID})
+	if err != nil {
+		a.e.log.Warn("load sync state", "doc", a.id, "storage_id", storageID, "err", err)
+		return nil
+	}
+	return b
+}
+
 // dropReplica forgets the loaded replica without persisting anything (the
 // core lost it, or its effects could not be made durable).
 func (a *docActor) dropReplica() {
@@ -176,7 +188,6 @@ func (a *docActor) dropReplica() {
 		a.replica.Close()
 	}
 	a.replica = nil
-	a.stored = nil
 	a.e.untrack(a)
 	for _, p := range a.peers {
 		p.attached = false
@@ -402,7 +413,7 @@ func (a *docActor) callStep(in ReplicaInput) (ReplicaOutput, error) {
 			if !s.ephemeral && s.storageID != "" {
 				init.StorageID = s.storageID
 				if init.SyncState == nil {
-					init.SyncState = a.stored[s.storageID]
+					init.SyncState = a.storedSyncState(s.storageID)
 				}
 			}
 			in.Attach = append(in.Attach, init)
