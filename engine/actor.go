@@ -78,6 +78,7 @@ type docActor struct {
 	quarantined time.Time // no load before this time: the document aborts the core
 	peers       map[*Session]*docPeer
 	byKey       map[PeerKey]*Session
+	order       []*Session // the keys of peers, sorted by session id
 	finders     []chan changeResult
 
 	// guarded by e.lruMu
@@ -201,25 +202,29 @@ func (a *docActor) peer(s *Session) *docPeer {
 		p = &docPeer{key: s.key}
 		a.peers[s] = p
 		a.byKey[s.key] = s
+		i, _ := slices.BinarySearchFunc(a.order, s, bySessionID)
+		a.order = slices.Insert(a.order, i, s)
 	}
 	return p
 }
 
 func (a *docActor) dropPeer(s *Session) {
+	if _, ok := a.peers[s]; !ok {
+		return
+	}
 	delete(a.peers, s)
 	delete(a.byKey, s.key)
+	if i, found := slices.BinarySearchFunc(a.order, s, bySessionID); found {
+		a.order = slices.Delete(a.order, i, i+1)
+	}
 }
 
-// sortedPeers returns the sessions in a fixed order (by key), so that the
-// messages of a step go out in the same order in every run.
-func (a *docActor) sortedPeers() []*Session {
-	out := make([]*Session, 0, len(a.peers))
-	for s := range a.peers {
-		out = append(out, s)
-	}
-	slices.SortFunc(out, func(x, y *Session) int { return cmp.Compare(x.id, y.id) })
-	return out
-}
+func bySessionID(x, y *Session) int { return cmp.Compare(x.id, y.id) }
+
+// sortedPeers returns the sessions in a fixed order (by session id), so
+// that the messages of a step go out in the same order in every run. The
+// slice is the actor's own: callers must not keep or change it.
+func (a *docActor) sortedPeers() []*Session { return a.order }
 
 func (a *docActor) process(evs []docEvent) {
 	needReplica := false
@@ -677,6 +682,9 @@ func (a *docActor) unavailable() map[*Session]bool {
 }
 
 func (a *docActor) sendUnavailable(to map[*Session]bool) {
+	if len(to) == 0 {
+		return
+	}
 	for _, s := range a.sortedPeers() {
 		if to[s] {
 			s.send(wire.Message{Type: wire.TypeDocUnavailable, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -140,7 +139,8 @@ type worker struct {
 	mu     sync.Mutex
 	gen    int64 // incremented at every start
 	cmd    *exec.Cmd
-	stdin  io.WriteCloser
+	stdin  *os.File
+	stdout *os.File
 	in     *bufio.Writer
 	out    *bufio.Reader
 	exited chan struct{}
@@ -154,24 +154,35 @@ func (w *worker) start() error {
 	// GOTRACEBACK=none: when the core aborts, the Rust panic message is
 	// what matters, not the Go runtime's dump of every goroutine.
 	cmd.Env = append(os.Environ(), EnvWorker+"=1", "GOTRACEBACK=none")
-	stdin, err := cmd.StdinPipe()
+	// Our own pipes (not cmd.StdinPipe/StdoutPipe): they are pollable, so
+	// a call can bound its reads and writes with deadlines on the calling
+	// goroutine, and Wait does not close them under a reader.
+	childIn, stdin, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	stdout, err := cmd.StdoutPipe()
+	stdout, childOut, err := os.Pipe()
 	if err != nil {
+		childIn.Close()
+		stdin.Close()
 		return err
 	}
+	cmd.Stdin, cmd.Stdout = childIn, childOut
 	w.tail = &tailBuffer{log: cfg.Logger, worker: w.idx}
 	cmd.Stderr = w.tail
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	childIn.Close()
+	childOut.Close()
+	if err != nil {
+		stdin.Close()
+		stdout.Close()
 		return fmt.Errorf("isolate: start worker: %w", err)
 	}
 	w.gen++
 	if w.gen > 1 {
 		w.h.restarts.Add(1)
 	}
-	w.cmd, w.stdin = cmd, stdin
+	w.cmd, w.stdin, w.stdout = cmd, stdin, stdout
 	w.in = bufio.NewWriterSize(stdin, 64<<10)
 	w.out = bufio.NewReaderSize(stdout, 64<<10)
 	w.exited = make(chan struct{})
@@ -184,6 +195,7 @@ func (w *worker) stop() {
 	if w.cmd == nil {
 		return
 	}
+	defer w.stdout.Close()
 	w.stdin.Close()
 	select {
 	case <-w.exited:
@@ -217,31 +229,22 @@ func (w *worker) call(gen int64, req *request) (int64, response, error) {
 		return 0, response{}, engine.ErrReplicaLost
 	}
 	var resp response
-	done := make(chan error, 1)
-	go func() {
-		if err := writeFrame(w.in, req); err != nil {
-			done <- err
-			return
-		}
-		done <- readFrame(w.out, &resp)
-	}()
-	timer := time.NewTimer(w.h.cfg.CallTimeout)
-	defer timer.Stop()
-	var err error
-	timedOut := false
-	select {
-	case err = <-done:
-	case <-timer.C:
-		timedOut = true
-		w.cmd.Process.Kill()
-		err = <-done
+	deadline := time.Now().Add(w.h.cfg.CallTimeout)
+	w.stdin.SetWriteDeadline(deadline)
+	w.stdout.SetReadDeadline(deadline)
+	err := writeFrame(w.in, req)
+	if err == nil {
+		err = readFrame(w.out, &resp)
 	}
 	if err == nil {
 		return w.gen, resp, nil
 	}
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 	// The worker died (or was killed) during this call.
 	w.cmd.Process.Kill()
 	<-w.exited
+	w.stdin.Close()
+	w.stdout.Close()
 	state := w.cmd.ProcessState
 	w.cmd = nil
 	w.h.crashes.Add(1)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,4 +182,27 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorIs(t, err, ErrConfig)
 	_, err = New(Config{CallTimeout: -time.Second})
 	require.ErrorIs(t, err, ErrConfig)
+}
+
+func TestSlowCallIsKilledAsACrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a large text document")
+	}
+	// A small saved document that expands to a long text: loading it takes
+	// far longer than the call timeout.
+	d, err := crdt.New("aa")
+	require.NoError(t, err)
+	_, err = d.Change(time.Unix(1, 0), "", func(tx *crdt.Tx) error {
+		return tx.Splice([]any{"text"}, 0, 0, strings.Repeat("a", 300_000))
+	})
+	require.NoError(t, err)
+	h := newHost(t, func(c *Config) { c.Workers = 1; c.CallTimeout = 20 * time.Millisecond })
+	_, err = h.Load(docID, "bb", []store.Chunk{{Key: store.Key{docID, store.KindSnapshot, "x"}, Data: d.Save()}})
+	require.ErrorIs(t, err, engine.ErrCoreCrashed)
+	assert.Contains(t, err.Error(), "killed after")
+	// The host carries on.
+	r, err := h.Load(docID, "bb", nil)
+	require.NoError(t, err)
+	_, cs := clientDoc(t)
+	syncThrough(t, r, cs)
 }
