@@ -1,19 +1,27 @@
 # amsync: `make test` sets up everything it needs on a fresh machine (Go
-# modules, the npm packages of jsbridge/) and runs every test.
+# modules, the npm packages of jsbridge/, Debian's chromium) and runs every
+# test.
 
 GO        ?= go
 NPM       ?= npm
 BIN       := $(CURDIR)/bin
 RELAY_BIN := $(BIN)/relay
+DEMO_BIN  := $(BIN)/demo
+CHROMIUM  := /usr/bin/chromium
 FUZZTIME  ?= 10s
 
-.PHONY: test go-test vet fuzz-smoke interop js-deps relay clean
+.PHONY: test go-test vet fuzz-smoke interop js-deps relay demo clean \
+	jsbridge-bundle jsbridge-check browser-test chromium
 
-test: vet go-test fuzz-smoke interop
+test: vet jsbridge-check go-test fuzz-smoke interop browser-test
 
 relay:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(RELAY_BIN) ./cmd/relay
+
+demo:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(DEMO_BIN) ./cmd/demo
 
 vet:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './jsbridge/*')); \
@@ -37,6 +45,28 @@ jsbridge/node_modules/.package-lock.json: jsbridge/package-lock.json jsbridge/pa
 
 interop: relay js-deps
 	cd jsbridge && RELAY_BIN=$(RELAY_BIN) $(NPM) run --silent test:interop
+
+# The browser bridge: jsbridge/dist/ (committed, embedded in the Go
+# binaries) is built from jsbridge/src. jsbridge-bundle rewrites it;
+# jsbridge-check builds in memory and fails when dist/ differs.
+jsbridge-bundle: js-deps
+	cd jsbridge && $(NPM) run --silent build
+
+jsbridge-check: js-deps
+	cd jsbridge && $(NPM) run --silent check:bundle
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "installing Debian's chromium"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+	    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; \
+	fi
+
+# End-to-end: the real cmd/demo (and cmd/relay's `relay doc` Go peer),
+# headless Chromium profiles with real IndexedDB, driven by playwright-core.
+browser-test: jsbridge-check chromium demo relay js-deps
+	cd jsbridge && DEMO_BIN=$(DEMO_BIN) RELAY_BIN=$(RELAY_BIN) CHROMIUM_BIN=$(CHROMIUM) \
+	  $(NPM) run --silent test:browser
 
 clean:
 	rm -rf $(BIN)

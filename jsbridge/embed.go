@@ -1,18 +1,26 @@
 package jsbridge
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"embed"
+	_ "embed" // the built files
 	"encoding/hex"
-	"io/fs"
 	"net/http"
 	"path"
+	"strings"
+	"sync"
 	"time"
 )
 
-//go:embed dist/*
-var dist embed.FS
+// The built files, as strings: they stay in the binary's read-only data,
+// untouched (and not in memory) until served. Every process of a binary
+// that links this package, the relay's worker processes included, pays
+// nothing for them at start-up.
+var (
+	//go:embed dist/jsbridge.js
+	script string
+	//go:embed dist/automerge.wasm
+	wasm string
+)
 
 // Paths the bridge is served at. The bundle loads the wasm from next to
 // itself, so both must stay in one directory.
@@ -23,29 +31,21 @@ const (
 
 // file is one embedded file with what its responses need.
 type file struct {
-	body  []byte
+	body  string
 	ctype string
-	etag  string
+	etag  func() string
 }
 
-var files = load()
+func newFile(body, ctype string) file {
+	return file{body: body, ctype: ctype, etag: sync.OnceValue(func() string {
+		sum := sha256.Sum256([]byte(body))
+		return `"` + hex.EncodeToString(sum[:12]) + `"`
+	})}
+}
 
-func load() map[string]file {
-	types := map[string]string{
-		path.Base(ScriptPath): "text/javascript; charset=utf-8",
-		path.Base(WasmPath):   "application/wasm",
-	}
-	out := make(map[string]file, len(types))
-	for name, ctype := range types {
-		b, err := fs.ReadFile(dist, "dist/"+name)
-		if err != nil {
-			// The build embeds dist/*: a missing file is a broken checkout.
-			panic("jsbridge: embedded " + name + " is missing: " + err.Error())
-		}
-		sum := sha256.Sum256(b)
-		out[name] = file{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
-	}
-	return out
+var files = map[string]file{
+	path.Base(ScriptPath): newFile(script, "text/javascript; charset=utf-8"),
+	path.Base(WasmPath):   newFile(wasm, "application/wasm"),
 }
 
 // Handler serves the embedded files by the last element of the request
@@ -62,11 +62,11 @@ func Handler() http.Handler {
 		}
 		h := w.Header()
 		h.Set("Content-Type", f.ctype)
-		h.Set("ETag", f.etag)
+		h.Set("ETag", f.etag())
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Access-Control-Allow-Origin", "*")
 		h.Set("X-Content-Type-Options", "nosniff")
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(f.body))
 	})
 }
 

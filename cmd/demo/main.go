@@ -5,6 +5,10 @@
 // reused, also across restarts), and "createdAt", a server timestamp in
 // milliseconds since the epoch.
 //
+// It also serves the application: a shared todo list at / (index.html,
+// built on the browser bridge at /jsbridge.js, with a service worker that
+// lets the page open while the server is down).
+//
 //	demo [-addr :3030] [-data ./data] [-log-level info]
 package main
 
@@ -108,9 +112,4 @@ func serve(ctx context.Context, addr, data, isolation string, log *slog.Logger) 
 	err = r.Shutdown(sctx)
 	log.Info("stopped")
 	return err
-}
-
-// appRoutes are the demo application's own HTTP routes.
-func appRoutes() *http.ServeMux {
-	return http.NewServeMux()
 }
