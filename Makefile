@@ -8,7 +8,7 @@ BIN       := $(CURDIR)/bin
 RELAY_BIN := $(BIN)/relay
 DEMO_BIN  := $(BIN)/demo
 CHROMIUM  := /usr/bin/chromium
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 5s
 
 .PHONY: test go-test vet fuzz-smoke interop js-deps relay demo clean \
 	jsbridge-bundle jsbridge-check browser-test chromium
@@ -32,10 +32,25 @@ go-test:
 	$(GO) test -count=1 ./...
 
 # Every decoder's fuzz target runs briefly; what it finds fails the build
-# and is kept under testdata/fuzz as a regression input.
+# and is kept under testdata/fuzz as a regression input. FUZZTIME=1m for a
+# longer hunt.
+FUZZ_TARGETS := \
+	./engine/wire:FuzzDecode \
+	./engine/wire:FuzzParseDocumentID \
+	./crdt/amcheck:FuzzParseSyncMessage \
+	./crdt/amcheck:FuzzParseChange \
+	./crdt/amcheck:FuzzParseDocument \
+	./engine/store:FuzzMemKey \
+	./engine/store/badgerstore:FuzzDecodeKey \
+	./cmd/relay:FuzzBackupDecoder \
+	./cmd/relay:FuzzParseAssignment
+
 fuzz-smoke:
-	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./engine/wire
-	$(GO) test -run='^$$' -fuzz='^FuzzParseDocumentID$$' -fuzztime=$(FUZZTIME) ./engine/wire
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 js-deps: jsbridge/node_modules/.package-lock.json
 
@@ -43,8 +58,8 @@ jsbridge/node_modules/.package-lock.json: jsbridge/package-lock.json jsbridge/pa
 	cd jsbridge && $(NPM) ci --no-audit --no-fund
 	@touch $@
 
-interop: relay js-deps
-	cd jsbridge && RELAY_BIN=$(RELAY_BIN) $(NPM) run --silent test:interop
+interop: relay demo js-deps
+	cd jsbridge && RELAY_BIN=$(RELAY_BIN) DEMO_BIN=$(DEMO_BIN) $(NPM) run --silent test:interop
 
 # The browser bridge: jsbridge/dist/ (committed, embedded in the Go
 # binaries) is built from jsbridge/src. jsbridge-bundle rewrites it;
