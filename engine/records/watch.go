@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/engine"
 )
 
 // EventKind says what happened to a record.
@@ -204,6 +205,10 @@ type Hook struct {
 	Collection *Collection
 	// Record as it was when the hook started.
 	Record Record
+	// Principals are the ids of the authenticated peers whose changes
+	// triggered this run ("" for anonymous peers); empty when the run
+	// resumes after a restart.
+	Principals []string
 }
 
 // Update changes the record as the server, in one change. Other changes
@@ -232,11 +237,22 @@ func (s *Store) RunHooks(ctx context.Context, log *slog.Logger) error {
 		log = slog.Default()
 	}
 	r := &hookRunner{s: s, ctx: ctx, log: log, state: map[string]*hookState{}}
-	cancel := s.docs.Subscribe(func(id string, _ crdt.Heads, local bool) {
-		if !local {
-			r.trigger(id)
-		}
-	})
+	var cancel func()
+	if ev, ok := s.docs.(interface {
+		SubscribeEvents(func(engine.ChangeEvent)) func()
+	}); ok {
+		cancel = ev.SubscribeEvents(func(e engine.ChangeEvent) {
+			if !e.Local {
+				r.trigger(e.DocID, e.From)
+			}
+		})
+	} else {
+		cancel = s.docs.Subscribe(func(id string, _ crdt.Heads, local bool) {
+			if !local {
+				r.trigger(id, nil)
+			}
+		})
+	}
 	go func() { <-ctx.Done(); cancel() }()
 	s.mu.Lock()
 	names := make([]string, 0, len(s.hooks))
@@ -250,7 +266,7 @@ func (s *Store) RunHooks(ctx context.Context, log *slog.Logger) error {
 			return fmt.Errorf("records: resume hooks of %s: %w", n, err)
 		}
 		for _, id := range ids {
-			r.trigger(id)
+			r.trigger(id, nil)
 		}
 	}
 	return nil
@@ -264,14 +280,18 @@ type hookRunner struct {
 	state map[string]*hookState
 }
 
-type hookState struct{ again bool }
+type hookState struct {
+	again bool
+	from  []string // principals of the triggers folded into the next run
+}
 
 // trigger runs the hook of id's collection, after any run in progress
 // for id; triggers that arrive meanwhile fold into one more run.
-func (r *hookRunner) trigger(id string) {
+func (r *hookRunner) trigger(id string, from []string) {
 	r.mu.Lock()
 	if st, ok := r.state[id]; ok {
 		st.again = true
+		st.from = mergeSorted(st.from, from)
 		r.mu.Unlock()
 		return
 	}
@@ -280,20 +300,26 @@ func (r *hookRunner) trigger(id string) {
 	r.mu.Unlock()
 	go func() {
 		for {
-			r.run(id)
+			r.run(id, from)
 			r.mu.Lock()
 			if !st.again || r.ctx.Err() != nil {
 				delete(r.state, id)
 				r.mu.Unlock()
 				return
 			}
-			st.again = false
+			st.again, from, st.from = false, st.from, nil
 			r.mu.Unlock()
 		}
 	}()
 }
 
-func (r *hookRunner) run(id string) {
+func mergeSorted(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (r *hookRunner) run(id string, from []string) {
 	var coll string
 	err := r.s.docs.Read(r.ctx, id, func(d *crdt.Doc) error {
 		v, err := d.Value()
@@ -320,7 +346,7 @@ func (r *hookRunner) run(id string) {
 	if err != nil {
 		return
 	}
-	if err := fn(r.ctx, &Hook{Collection: c, Record: rec}); err != nil {
+	if err := fn(r.ctx, &Hook{Collection: c, Record: rec, Principals: from}); err != nil {
 		r.log.Warn("record hook failed", "collection", coll, "id", id, "err", err)
 	}
 }
