@@ -361,3 +361,34 @@ func (s *SyncState) Generate() (msg []byte, ok bool) {
 
 // Encode returns the persistent part of the sync state (the shared heads).
 func (s *SyncState) Encode() []byte { return s.s.Save() }
+
+// HeadsMessage encodes a v1 sync message that only announces heads: the
+// heads, no need, one "have" entry whose last-sync heads are the same heads
+// with an empty bloom filter (nothing since), and no changes. automerge
+// generates nothing when two peers already agree, so a peer that reconnects
+// holding exactly our heads would never hear them; this tells it.
+func HeadsMessage(heads Heads) []byte {
+	b := []byte{0x42}
+	b = appendHashes(b, heads) // heads
+	b = appendUvarint(b, 0)    // need
+	b = appendUvarint(b, 1)    // one have entry:
+	b = appendHashes(b, heads) //   last sync
+	b = appendUvarint(b, 0)    //   bloom filter: empty
+	return appendUvarint(b, 0) // changes
+}
+
+func appendHashes(b []byte, hs Heads) []byte {
+	b = appendUvarint(b, uint64(len(hs)))
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func appendUvarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}

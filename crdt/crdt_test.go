@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/amsync/amsync/crdt/amcheck"
 )
 
 var t0 = time.Unix(1700000000, 0)
@@ -204,4 +206,28 @@ func ExampleDoc_Change() {
 	v, _ := d.Value()
 	fmt.Println(v)
 	// Output: map[todos:[map[done:false title:milk]]]
+}
+
+func TestHeadsMessageIsAcceptedAndAnnouncesHeads(t *testing.T) {
+	a := newDoc(t, "0a")
+	set(t, a, []any{"k"}, "v")
+	b, err := Load(a.Save(), "0b")
+	require.NoError(t, err)
+	sb := NewSyncState(b)
+	_, err = amcheck.ParseSyncMessage(HeadsMessage(a.Heads()), amcheck.Limits{})
+	require.NoError(t, err, "the validator accepts it")
+	heads, err := sb.Receive(HeadsMessage(a.Heads()))
+	require.NoError(t, err)
+	assert.Equal(t, a.Heads(), heads)
+	// In sync: nothing more to say on either side.
+	_, ok := sb.Generate()
+	assert.False(t, ok)
+	// A later change on b is then sent in full, not just announced.
+	set(t, b, []any{"k2"}, "v2")
+	msg, ok := sb.Generate()
+	require.True(t, ok)
+	sa := NewSyncState(a)
+	_, err = sa.Receive(msg)
+	require.NoError(t, err)
+	assert.Equal(t, b.Heads(), a.Heads())
 }

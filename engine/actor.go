@@ -239,9 +239,11 @@ func (a *docActor) process(evs []docEvent) {
 			evict = true
 		}
 	}
+	reloaded := false
 	if needReplica && a.replica == nil {
 		a.broken = nil
 		a.load()
+		reloaded = a.replica != nil
 	}
 
 	var b batch
@@ -269,6 +271,14 @@ func (a *docActor) process(evs []docEvent) {
 			}
 		case evFind:
 			a.finders = append(a.finders, ev.result)
+			// Ask again those that said they did not have it: they may
+			// have it by now.
+			for _, s := range a.sortedPeers() {
+				if p := a.peers[s]; s.outbound && p.status == statusUnavailable {
+					p.status = statusUnknown
+					announce = append(announce, s)
+				}
+			}
 		case evMessage:
 			s := ev.sess
 			if ev.msg.Type == wire.TypeEphemeral {
@@ -303,6 +313,15 @@ func (a *docActor) process(evs []docEvent) {
 		}
 	}
 
+	if reloaded {
+		// A fresh replica has fresh sync states: restart syncing with the
+		// remotes we dialled (they wait for us to speak first).
+		for _, s := range a.sortedPeers() {
+			if s.outbound && !slices.Contains(announce, s) {
+				announce = append(announce, s)
+			}
+		}
+	}
 	if a.replica != nil && (!b.idle() || len(a.finders) > 0 || len(announce) > 0) {
 		for _, s := range announce {
 			if p := a.peers[s]; p != nil {

@@ -42,6 +42,7 @@ type replicaPeer struct {
 	sync      *crdt.SyncState
 	storageID string
 	persisted []byte // last sync state written to the store
+	told      bool   // we have sent this peer a message since it attached
 }
 
 type savedChunk struct {
@@ -215,7 +216,10 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 		out.ChangeErrors = append(out.ChangeErrors, r.doc.ApplyChanges(raw))
 	}
 
-	replyTo := map[PeerKey]bool{}
+	// Every message gets its own reply, generated right after it is
+	// received, as automerge's protocol expects of a peer (one reply for
+	// several messages leaves the earlier ones in flight on the sender's
+	// side, and it then stops asking for what it misses).
 	for _, m := range in.Receive {
 		p, ok := r.peers[m.Peer]
 		if !ok {
@@ -231,7 +235,16 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			out.TheirHeads = map[PeerKey]crdt.Heads{}
 		}
 		out.TheirHeads[m.Peer] = theirs
-		replyTo[m.Peer] = true
+		if msg, ok := p.sync.Generate(); ok {
+			out.Messages = append(out.Messages, PeerData{Peer: m.Peer, Data: msg})
+			p.told = true
+		} else if !p.told {
+			// In sync already (it reconnected holding exactly our heads):
+			// automerge says nothing then, but the peer must hear our
+			// heads to know we have its changes.
+			out.Messages = append(out.Messages, PeerData{Peer: m.Peer, Data: crdt.HeadsMessage(r.doc.Heads())})
+			p.told = true
+		}
 	}
 
 	after := r.doc.Heads()
@@ -254,13 +267,9 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 		}
 		out.Saves = append(out.Saves, r.persistSync(k, p)...)
 		delete(r.peers, k)
-		delete(replyTo, k)
 	}
 
 	targets := map[PeerKey]bool{}
-	for k := range replyTo {
-		targets[k] = true
-	}
 	if out.HeadsChanged {
 		for _, k := range in.Generate {
 			targets[k] = true
@@ -277,8 +286,10 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if msg, ok := r.peers[k].sync.Generate(); ok {
+		p := r.peers[k]
+		if msg, ok := p.sync.Generate(); ok {
 			out.Messages = append(out.Messages, PeerData{Peer: k, Data: msg})
+			p.told = true
 		}
 	}
 
