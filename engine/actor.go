@@ -74,6 +74,7 @@ type docActor struct {
 
 	replica     CoreReplica
 	empty       bool // the replica had no changes after the last step
+	lostState   bool // the last replica was lost with its sync states
 	broken      error
 	quarantined time.Time // no load before this time: the document aborts the core
 	peers       map[*Session]*docPeer
@@ -185,6 +186,7 @@ func (a *docActor) storedSyncState(storageID string) []byte {
 // dropReplica forgets the loaded replica without persisting anything (the
 // core lost it, or its effects could not be made durable).
 func (a *docActor) dropReplica() {
+	a.lostState = true
 	if a.replica != nil {
 		a.replica.Close()
 	}
@@ -239,11 +241,14 @@ func (a *docActor) process(evs []docEvent) {
 			evict = true
 		}
 	}
-	reloaded := false
+	resync := false
 	if needReplica && a.replica == nil {
 		a.broken = nil
 		a.load()
-		reloaded = a.replica != nil
+		resync = a.replica != nil && a.lostState
+		if a.replica != nil {
+			a.lostState = false
+		}
 	}
 
 	var b batch
@@ -313,9 +318,11 @@ func (a *docActor) process(evs []docEvent) {
 		}
 	}
 
-	if reloaded {
-		// A fresh replica has fresh sync states: restart syncing with the
-		// remotes we dialled (they wait for us to speak first).
+	if resync {
+		// The replica was lost with its sync states (a failed write, a
+		// worker crash): restart syncing with the remotes we dialled (they
+		// wait for us to speak first). An evicted replica keeps its sync
+		// states and needs nothing.
 		for _, s := range a.sortedPeers() {
 			if s.outbound && !slices.Contains(announce, s) {
 				announce = append(announce, s)
@@ -433,7 +440,7 @@ func (a *docActor) callStep(in ReplicaInput) (ReplicaOutput, error) {
 			if p.attached {
 				continue
 			}
-			init := PeerInit{Peer: p.key, SyncState: p.kept}
+			init := PeerInit{Peer: p.key, SyncState: p.kept, Resumed: p.kept != nil}
 			if !s.ephemeral && s.storageID != "" {
 				init.StorageID = s.storageID
 				if init.SyncState == nil {
@@ -758,6 +765,7 @@ func (a *docActor) evict() {
 		states = nil
 	}
 	a.dropReplica()
+	a.lostState = false // the sync states are kept
 	for _, p := range a.peers {
 		p.kept = states[p.key]
 	}

@@ -57,6 +57,9 @@ type PeerInit struct {
 	Peer      PeerKey
 	StorageID string // persist the sync state under it; empty: do not
 	SyncState []byte
+	// Resumed marks a sync state kept in memory across an eviction: the
+	// conversation with the peer goes on where it was.
+	Resumed bool
 }
 
 // PeerData is a sync message from or to one peer.
@@ -192,7 +195,7 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 		if _, ok := r.peers[a.Peer]; ok {
 			continue
 		}
-		p := &replicaPeer{storageID: a.StorageID}
+		p := &replicaPeer{storageID: a.StorageID, told: a.Resumed}
 		if len(a.SyncState) > 0 {
 			s, err := crdt.LoadSyncState(r.doc, a.SyncState)
 			if err == nil {
