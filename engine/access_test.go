@@ -105,3 +105,18 @@ func TestMaxDocsPerSession(t *testing.T) {
 	assert.True(t, c.unav[ids[2]])
 	assert.False(t, c.conn.closed)
 }
+
+func TestPeerIDOfAnotherPrincipalIsRefused(t *testing.T) {
+	h := newHarness(t, store.NewMemStore())
+	victim := h.connectAs("victim", &Principal{ID: "alice"})
+	conn := &fakeConn{h: h, name: "mallory"}
+	s := h.eng.OpenAs(conn, &Principal{ID: "mallory"})
+	f, _ := wire.Encode(wire.Message{Type: wire.TypeJoin, SenderID: "victim", SupportedProtocolVersions: []string{"1"}})
+	require.ErrorIs(t, s.HandleFrame(f), ErrPeerIDTaken)
+	assert.True(t, conn.closed)
+	assert.False(t, victim.conn.closed, "the owner keeps its connection")
+	// The same principal may reconnect and replace its old socket.
+	again := h.connectAs("victim", &Principal{ID: "alice"})
+	assert.True(t, victim.conn.closed)
+	assert.False(t, again.conn.closed)
+}

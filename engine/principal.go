@@ -45,6 +45,14 @@ type Principal struct {
 	Expires time.Time
 }
 
+// id is the principal's id, "" for anonymous (a nil principal).
+func (p *Principal) id() string {
+	if p == nil {
+		return ""
+	}
+	return p.ID
+}
+
 // access returns what p may do with docID.
 func (p *Principal) access(docID string) Access {
 	if p == nil || p.Access == nil {

@@ -26,6 +26,8 @@ var (
 	ErrReadOnly = errors.New("engine: read-only access: changes refused")
 	// ErrRefused: the remote answered our join with an error.
 	ErrRefused = errors.New("engine: join refused by the remote")
+	// ErrPeerIDTaken: another principal's connection holds the peer id.
+	ErrPeerIDTaken = errors.New("engine: peer id in use by another principal")
 	// ErrSessionClosed: the session has ended.
 	ErrSessionClosed = errors.New("engine: session closed")
 )
@@ -252,6 +254,15 @@ func (s *Session) join(m wire.Message) error {
 	e := s.e
 	e.mu.Lock()
 	old := e.peers[m.SenderID]
+	if old != nil && old != s && old.principal.id() != s.principal.id() {
+		// Only the same principal may take over a peer id: otherwise any
+		// client knowing an id could disconnect (and get banned) its owner.
+		e.mu.Unlock()
+		s.mu.Lock()
+		s.joined, s.peerID = false, ""
+		s.mu.Unlock()
+		return s.fail(ClosePolicyViolation, fmt.Errorf("%w: %q", ErrPeerIDTaken, m.SenderID))
+	}
 	e.peers[m.SenderID] = s
 	e.mu.Unlock()
 	if old != nil && old != s {
