@@ -1,0 +1,84 @@
+package simulations_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/engine/store"
+	"github.com/amsync/amsync/simulations"
+)
+
+// Regressions: the engine bugs the simulator found, each as the script or
+// seed that first showed it (docs/simulations.md, "Findings"). They were
+// fixed in commit 1bba8a7; these keep them fixed.
+
+// The relay crashes after writing a client's change and before answering.
+// On reconnect both sides hold the same heads; automerge generates
+// nothing, yet the client must hear the relay's heads to clear its pending
+// mark (else WaitSynced never returns).
+func TestRegressionAckAfterReconnectInSync(t *testing.T) {
+	w := newWorld(t, simulations.WorldConfig{Seed: 3, Relays: 1, Clients: 1})
+	w.Connect("c1", "r1")
+	quiet(t, w)
+	doc := create(t, w, "c1", func(tx *crdt.Tx) error { return tx.Set([]any{"v"}, int64(0)) })
+	quiet(t, w)
+	require.Empty(t, w.Node("c1").Pending())
+	armed := true
+	w.Node("r1").ApplyFault = func(ops []store.Op) simulations.DiskAction {
+		if armed && writes(ops, doc) {
+			armed = false
+			return simulations.DiskCrashAfter
+		}
+		return simulations.DiskWrite
+	}
+	change(t, w, "c1", doc, func(tx *crdt.Tx) error { return tx.Set([]any{"v"}, int64(1)) })
+	for armed {
+		require.True(t, w.Step())
+	}
+	require.NoError(t, w.Restart("r1", false))
+	quiet(t, w)
+	require.NoError(t, w.CheckAcknowledged())
+}
+
+// A client's write of a document fails (the replica is dropped); asking
+// for the document later must still request it from the relay.
+func TestRegressionFindAfterFailedWrite(t *testing.T) {
+	w := newWorld(t, simulations.WorldConfig{Seed: 4, Relays: 1, Clients: 2})
+	w.Connect("c1", "r1")
+	w.Connect("c2", "r1")
+	quiet(t, w)
+	doc := create(t, w, "c2", func(tx *crdt.Tx) error { return tx.Set([]any{"v"}, "from c2") })
+	quiet(t, w)
+	armed := true
+	w.Node("c1").ApplyFault = func(ops []store.Op) simulations.DiskAction {
+		if armed && writes(ops, doc) {
+			armed = false
+			return simulations.DiskError
+		}
+		return simulations.DiskWrite
+	}
+	err := w.Do("c1", func(ctx context.Context, h *simulations.Handle) error {
+		_, err := h.Docs.Change(ctx, doc, func(tx *crdt.Tx) error { return tx.Set([]any{"w"}, "from c1") })
+		return err
+	})
+	require.ErrorIs(t, err, simulations.ErrDiskFault)
+	w.Ask("c1", doc)
+	quiet(t, w)
+	_, err = w.CheckConverged([]string{doc})
+	require.NoError(t, err)
+	require.True(t, w.Node("c1").Has(doc))
+}
+
+// Found by the swarm as seed 179: two sync messages from one peer answered
+// with one reply left the first in flight, and a bloom-filter false
+// positive then stalled the document for good.
+func TestRegressionSeed179(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a whole seed")
+	}
+	res := simulations.Run(simulations.Options{Seed: 179})
+	require.NoError(t, res.Err)
+}
