@@ -30,7 +30,9 @@ var ErrAborted = errors.New("simulations: node crashed during the call")
 //     (the answer is sent in the same task), or when the node has no task
 //     left (every queued event has been processed);
 //   - Find of a document the node holds: when the node has no task left;
-//   - Find that waits for the network: when the whole World is quiet.
+//   - Find that waits for the network: when the document has arrived and
+//     the node has no task left, when the node has no dialled connection
+//     left, or when the whole World is quiet (see answered).
 //
 // No two goroutines ever run at once, and which one runs is decided only
 // by the seed.
@@ -95,26 +97,6 @@ type Handle struct {
 
 // Node is the node the script runs on.
 func (h *Handle) Node() *Node { return h.c.n }
-
-// WaitNetwork makes Find of a missing document wait for the network (the
-// call then resumes only when the World is quiet).
-func (h *Handle) WaitNetwork(on bool) { h.c.waitNetwork = on }
-
-// Changes returns the changes this call made so far, as Change returned
-// them.
-func (h *Handle) Changes() []ChangeRecord {
-	out := make([]ChangeRecord, len(h.c.changes))
-	for i, c := range h.c.changes {
-		out[i] = ChangeRecord{Doc: c.doc, Heads: c.heads}
-	}
-	return out
-}
-
-// ChangeRecord is a change an embedding API call reported durable.
-type ChangeRecord struct {
-	Doc   string
-	Heads crdt.Heads
-}
 
 // callCtx is the context every engine call of a helper gets. Done is
 // called by the engine once its event is queued: that is the helper
@@ -242,17 +224,6 @@ func (w *World) Ask(name, id string) {
 		w.tr.logf("%s asks for %s", n.Name, short(id))
 		w.protect(n, "Find", func() { _ = ask(n.eng, id) })
 	}
-}
-
-// Go starts fn on node name as a helper and returns once it has parked
-// or finished; onDone is called, on the World's goroutine, with its
-// result (ErrAborted when the node crashed under it).
-func (w *World) Go(name, label string, fn func(ctx context.Context, h *Handle) error, onDone func(error)) {
-	w.startCall(w.mustNode(name), label, false, fn, func(_ *call, err error) {
-		if onDone != nil {
-			onDone(err)
-		}
-	})
 }
 
 func (w *World) startCall(n *Node, label string, waitNetwork bool, fn func(ctx context.Context, h *Handle) error, onDone func(*call, error)) *call {

@@ -62,17 +62,6 @@ func (l *ledger) wiped(n *Node) {
 	}
 }
 
-// Exempt reports whether a change may be lost (its node's disk was wiped
-// before a relay acknowledged it).
-func (w *World) exempt(node, doc string, heads crdt.Heads) bool {
-	for _, c := range w.ledger.changes {
-		if c.node == node && c.doc == doc && c.heads.Equal(heads) {
-			return c.exempt
-		}
-	}
-	return false
-}
-
 // acknowledged records that client n's relay acknowledged document id:
 // the heads n holds now are on that relay's disk, now and forever.
 func (w *World) acknowledged(n *Node, id string) {

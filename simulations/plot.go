@@ -1,6 +1,7 @@
 package simulations
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -10,7 +11,8 @@ import (
 
 // WriteConvergencePlot writes an SVG scatter plot of steps-to-converge
 // against the injected fault rate (faults per virtual minute), one dot per
-// converged seed, with the median and maximum of each fault-rate bin.
+// converged seed, with the median and maximum of each tenth of the seeds
+// in fault-rate order.
 func WriteConvergencePlot(out io.Writer, results []Result) error {
 	type pt struct{ x, y float64 }
 	var pts []pt
@@ -53,29 +55,28 @@ func WriteConvergencePlot(out io.Writer, results []Result) error {
 	for _, p := range pts {
 		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="#4a7ebb" fill-opacity="0.45"/>`+"\n", sx(p.x), sy(p.y))
 	}
-	// Median and maximum per bin.
-	const bins = 10
+	// Median and maximum per bin of equal size, in fault-rate order, each
+	// drawn at the bin's median fault rate.
+	sorted := slices.Clone(pts)
+	slices.SortStableFunc(sorted, func(a, b pt) int { return cmp.Compare(a.x, b.x) })
+	bins := min(10, len(sorted))
 	var med, mx []string
 	for i := range bins {
-		lo, hi := xmax*float64(i)/bins, xmax*float64(i+1)/bins
-		var ys []float64
-		for _, p := range pts {
-			if p.x >= lo && (p.x < hi || (i == bins-1 && p.x <= hi)) {
-				ys = append(ys, p.y)
-			}
-		}
-		if len(ys) == 0 {
-			continue
+		bin := sorted[i*len(sorted)/bins : (i+1)*len(sorted)/bins]
+		xs := make([]float64, len(bin))
+		ys := make([]float64, len(bin))
+		for j, p := range bin {
+			xs[j], ys[j] = p.x, p.y
 		}
 		slices.Sort(ys)
-		cx := sx((lo + hi) / 2)
+		cx := sx(xs[len(xs)/2])
 		med = append(med, fmt.Sprintf("%.1f,%.1f", cx, sy(ys[len(ys)/2])))
 		mx = append(mx, fmt.Sprintf("%.1f,%.1f", cx, sy(ys[len(ys)-1])))
 	}
 	fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="#d62728" stroke-width="2"/>`+"\n", strings.Join(med, " "))
 	fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="#ff7f0e" stroke-width="1.5" stroke-dasharray="5,3"/>`+"\n", strings.Join(mx, " "))
-	fmt.Fprintf(&b, `<text x="%g" y="%g" fill="#d62728">— median per bin</text>`+"\n", width-right-170, top+14)
-	fmt.Fprintf(&b, `<text x="%g" y="%g" fill="#ff7f0e">- - maximum per bin</text>`+"\n", width-right-170, top+30)
+	fmt.Fprintf(&b, `<text x="%g" y="%g" fill="#d62728">— median per tenth of the seeds</text>`+"\n", width-right-230, top+14)
+	fmt.Fprintf(&b, `<text x="%g" y="%g" fill="#ff7f0e">- - maximum per tenth</text>`+"\n", width-right-230, top+30)
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(out, b.String())
 	return err

@@ -348,3 +348,29 @@ func (r randReader) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// A Find that waits: c2 looks for a document only c1 and the relay have,
+// and Find returns once it has arrived.
+func TestFindWaitsForTheNetwork(t *testing.T) {
+	w := newWorld(t, simulations.WorldConfig{Seed: 8, Relays: 1, Clients: 2})
+	w.Connect("c1", "r1")
+	w.Connect("c2", "r1")
+	quiet(t, w)
+	doc := create(t, w, "c1", func(tx *crdt.Tx) error { return tx.Set([]any{"v"}, "here") })
+	quiet(t, w)
+	require.False(t, w.Node("c2").Has(doc))
+	require.NoError(t, w.DoWait("c2", func(ctx context.Context, h *simulations.Handle) error { return h.Docs.Find(ctx, doc) }))
+	assert.True(t, w.Node("c2").Has(doc))
+	assert.Equal(t, "here", value(t, w, "c2", doc)["v"])
+
+	// A document only an offline client has: Find says it is unavailable,
+	// and finds it once the client is back.
+	w.Disconnect("c1")
+	offline := create(t, w, "c1", func(tx *crdt.Tx) error { return tx.Set([]any{"v"}, "offline") })
+	find := func(ctx context.Context, h *simulations.Handle) error { return h.Docs.Find(ctx, offline) }
+	require.ErrorIs(t, w.DoWait("c2", find), engine.ErrUnavailable)
+	w.Connect("c1", "r1")
+	quiet(t, w)
+	require.NoError(t, w.DoWait("c2", find))
+	assert.Equal(t, "offline", value(t, w, "c2", offline)["v"])
+}

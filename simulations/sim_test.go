@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -121,4 +122,43 @@ func TestSwarmProfilesVary(t *testing.T) {
 		assert.Positive(t, k[0], "%s is never on", name)
 		assert.Positive(t, k[1], "%s is always on", name)
 	}
+}
+
+// BenchmarkSeed runs whole seeds and reports what one costs.
+func BenchmarkSeed(b *testing.B) {
+	var steps, frames, changes int
+	for i := range b.N {
+		r := simulations.Run(simulations.Options{Seed: uint64(i%50 + 1)})
+		steps += r.Stats.Steps
+		frames += r.Stats.Frames
+		changes += r.Stats.Changes
+	}
+	b.ReportMetric(float64(steps)/float64(b.N), "steps/seed")
+	b.ReportMetric(float64(frames)/float64(b.N), "frames/seed")
+	b.ReportMetric(float64(changes)/float64(b.N), "changes/seed")
+	b.ReportMetric(float64(steps)/b.Elapsed().Seconds(), "steps/s")
+}
+
+// Every fault at once, at full harshness, in every seed.
+func TestHarshestProfile(t *testing.T) {
+	n := 12
+	if testing.Short() {
+		n = 3
+	}
+	var crashes, faults int
+	for seed := uint64(1); seed <= uint64(n); seed++ {
+		p := simulations.DrawParamsForSeed(seed)
+		p.Harshness = 1
+		p.Relays = 3
+		p.AdvanceP = 0.3
+		p.Faults = simulations.Faults{Lose: 0.03, Duplicate: 0.02, Reorder: 0.02, CrashBeforeWrite: 0.02, CrashAfterWrite: 0.02, WriteError: 0.02}
+		p.CutEvery, p.PartitionEvery, p.ClientCrashEvery, p.RelayCrashEvery, p.OfflineEvery = 2*time.Second, 4*time.Second, 4*time.Second, 8*time.Second, 4*time.Second
+		p.Wipe, p.SwitchRelay, p.Skew, p.MaxLoadedDocs, p.IdleTimeout = 0.3, 0.3, 10*time.Minute, 2, time.Second
+		r := simulations.Run(simulations.Options{Seed: seed, Params: &p})
+		require.NoError(t, r.Err, "seed %d with the harshest profile\nlast steps:\n    %s", seed, strings.Join(r.LastTrace, "\n    "))
+		crashes += r.Stats.Crashes
+		faults += r.Stats.FrameFaults + r.Stats.DiskFaults
+	}
+	assert.Positive(t, crashes)
+	assert.Positive(t, faults)
 }

@@ -128,13 +128,8 @@ type Options struct {
 	Seed uint64
 	// Trace receives every step (replay with -v).
 	Trace io.Writer
-	// Params, when set, replaces the parameters drawn from the seed (the
-	// generator still draws them first, so the rest of the run is the
-	// same stream).
+	// Params, when set, replaces the parameters drawn from the seed.
 	Params *Params
-	// Adjust, when set, edits the drawn parameters (plots use it to sweep
-	// the harshness).
-	Adjust func(p *Params)
 }
 
 // Result is the outcome of one seed.
@@ -201,9 +196,6 @@ func Run(opts Options) (res Result) {
 	p := DrawParamsForSeed(opts.Seed)
 	if opts.Params != nil {
 		p = *opts.Params
-	}
-	if opts.Adjust != nil {
-		opts.Adjust(&p)
 	}
 	res.Params = p
 	cfg := WorldConfig{

@@ -528,10 +528,6 @@ type timer struct {
 	dead     bool
 }
 
-// After runs fn at now+d, as a step of its own. Timers are the only way
-// anything happens at a chosen time.
-func (w *World) After(d time.Duration, name string, fn func()) { w.after(d, name, fn) }
-
 func (w *World) after(d time.Duration, name string, fn func()) *timer {
 	t := &timer{at: w.now.Add(d), seq: w.nextSeq, name: name, fn: fn}
 	w.nextSeq++
