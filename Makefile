@@ -43,7 +43,8 @@ FUZZ_TARGETS := \
 	./engine/store:FuzzMemKey \
 	./engine/store/badgerstore:FuzzDecodeKey \
 	./cmd/relay:FuzzBackupDecoder \
-	./cmd/relay:FuzzParseAssignment
+	./cmd/relay:FuzzParseAssignment \
+	./simulations:FuzzSyncHeads
 
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -82,6 +83,27 @@ chromium:
 browser-test: jsbridge-check chromium demo relay js-deps
 	cd jsbridge && DEMO_BIN=$(DEMO_BIN) RELAY_BIN=$(RELAY_BIN) CHROMIUM_BIN=$(CHROMIUM) \
 	  $(NPM) run --silent test:browser
+
+# Side by side with the reference Node sync server (jsbridge/bench/): the
+# same official 2.5.6 client against both, results in
+# jsbridge/bench/results/, tables and charts in docs/benchmarks.md. Not part
+# of `make test`: about 40 minutes. `make bench QUICK=1` runs a small set in
+# a few minutes and only prints the tables.
+# The long version of the simulations (`make test` runs 200 seeds and one
+# chaos round): SIM_SEEDS seeds from SIM_START, then CHAOS_ROUNDS rounds of
+# the real-process chaos test, each with a fresh seed it prints.
+SIM_SEEDS    ?= 2000
+SIM_START    ?= 1
+CHAOS_ROUNDS ?= 5
+.PHONY: sim
+sim: js-deps
+	$(GO) run ./simulations/cmd/simulate -seeds $(SIM_SEEDS) -start $(SIM_START) -parallel 2
+	$(GO) test -count=$(CHAOS_ROUNDS) -run '^TestChaosRelayKillsAndFlakyNetwork$$' -v ./cmd/relay
+
+.PHONY: bench
+bench: relay js-deps
+	cd jsbridge && RELAY_BIN=$(RELAY_BIN) BENCH_COMMAND='make bench$(if $(QUICK), QUICK=1)' \
+	  node bench/driver.mjs $(if $(QUICK),--quick,--docs)
 
 clean:
 	rm -rf $(BIN)
