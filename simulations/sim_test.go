@@ -162,3 +162,13 @@ func TestHarshestProfile(t *testing.T) {
 	assert.Positive(t, crashes)
 	assert.Positive(t, faults)
 }
+
+// A run that stops at a loss seen during the run counts as a loss in the
+// summary line, even though the final ledger check never ran.
+func TestSummaryCountsALossSeenDuringTheRun(t *testing.T) {
+	s := simulations.NewSummary()
+	s.Add(simulations.Result{Seed: 1, Err: fmt.Errorf("%w: after an acknowledgement", simulations.ErrLost)})
+	s.Add(simulations.Result{Seed: 2, Lost: 3, Err: fmt.Errorf("%w: gone", simulations.ErrLost)})
+	s.Add(simulations.Result{Seed: 3, Converged: true})
+	assert.Equal(t, "seeds=3 failed=2 converged=1 lost=4 max_steps_to_converge=0", s.Line())
+}

@@ -1,9 +1,15 @@
 package simulations
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Summary accumulates the results of a seed range.
 type Summary struct {
+	// Lost counts acknowledged changes found missing: every one the final
+	// check finds, and one for a run that stopped at a loss it saw during
+	// the run.
 	Seeds, Failed, Converged, Lost int
 	MaxStepsToConverge             int
 	// MaxStepsSeed is the seed that took the most steps to converge.
@@ -36,7 +42,14 @@ func (s *Summary) Add(r Result) {
 	if r.Converged {
 		s.Converged++
 	}
-	s.Lost += r.Lost
+	// A run stops at the first loss it sees during the run (ErrLost):
+	// that is one acknowledged change lost, even though the final ledger
+	// check never ran.
+	lost := r.Lost
+	if lost == 0 && errors.Is(r.Err, ErrLost) {
+		lost = 1
+	}
+	s.Lost += lost
 	if r.Converged && r.StepsToConverge > s.MaxStepsToConverge {
 		s.MaxStepsToConverge = r.StepsToConverge
 		s.MaxStepsSeed = r.Seed

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/amsync/amsync/crdt"
@@ -48,6 +49,10 @@ type Params struct {
 	// WaitFind is the probability that a record lookup waits for the
 	// network rather than asking and moving on.
 	WaitFind float64
+	// BigText makes text edits insert 32–287 characters instead of a
+	// word, so documents outgrow the engine's 1 KiB snapshot threshold and
+	// the incremental save path (and its compaction) is exercised.
+	BigText bool
 }
 
 // DrawParams draws a seed's parameters from r.
@@ -115,6 +120,7 @@ func DrawParams(r *rand.Rand) Params {
 	if on(0.3) {
 		p.IdleTimeout = dur(500*time.Millisecond, 10*time.Second)
 	}
+	p.BigText = on(0.5)
 	return p
 }
 
@@ -638,7 +644,7 @@ func (s *swarm) build(n *Node, kind opKind, seq int, rnd uint64) (label string, 
 		case opBody:
 			label = "edit body " + short(id)
 			fn = func(ctx context.Context, h *Handle) error {
-				return c(h).Update(ctx, id, func(tx *crdt.Tx) error { return splice(tx, []any{"body"}, rnd, n.Name) })
+				return c(h).Update(ctx, id, func(tx *crdt.Tx) error { return splice(tx, []any{"body"}, rnd, s.textFor(n.Name, rnd)) })
 			}
 		case opDelete:
 			label = "delete " + short(id)
@@ -727,7 +733,7 @@ func (s *swarm) build(n *Node, kind opKind, seq int, rnd uint64) (label string, 
 		case opText:
 			label = "text edit " + short(id)
 			fn = func(ctx context.Context, h *Handle) error {
-				_, err := h.Docs.Change(ctx, id, func(tx *crdt.Tx) error { return splice(tx, []any{"text"}, rnd, n.Name) })
+				_, err := h.Docs.Change(ctx, id, func(tx *crdt.Tx) error { return splice(tx, []any{"text"}, rnd, s.textFor(n.Name, rnd)) })
 				return err
 			}
 		case opCounter:
@@ -755,8 +761,19 @@ func (s *swarm) build(n *Node, kind opKind, seq int, rnd uint64) (label string, 
 	return label, fn, after, waitNet
 }
 
-// splice edits the text at path at a position drawn from rnd.
-func splice(tx *crdt.Tx, path []any, rnd uint64, who string) error {
+// textFor is what a text edit inserts: the node's name, or with BigText
+// the name repeated to 32–287 characters.
+func (s *swarm) textFor(who string, rnd uint64) string {
+	if !s.p.BigText {
+		return " " + who
+	}
+	n := 32 + int(rnd>>40)%256
+	return (" " + strings.Repeat(who+".", n/(len(who)+1)+1))[:n]
+}
+
+// splice inserts text into the string at path, at a position drawn from
+// rnd, deleting up to two characters there.
+func splice(tx *crdt.Tx, path []any, rnd uint64, text string) error {
 	cur, err := tx.Get(path)
 	if err != nil {
 		return err
@@ -768,7 +785,7 @@ func splice(tx *crdt.Tx, path []any, rnd uint64, who string) error {
 	runes := []rune(s)
 	pos := int(rnd>>16) % (len(runes) + 1)
 	del := min(int(rnd>>24)%3, len(runes)-pos)
-	return tx.Splice(path, pos, del, " "+who)
+	return tx.Splice(path, pos, del, text)
 }
 
 func (s *swarm) checkExpectations(final map[string]DocState) error {
