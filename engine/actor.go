@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"container/list"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,6 +28,8 @@ const (
 	evAnnounce                  // a dialled remote joined: sync this document with it
 	evUnavailable               // a dialled remote does not have the document
 	evFind                      // the embedding API wants the document here
+	evRemote                    // changes a Replicator delivered (ApplyRemote)
+	evAwaited                   // an Awaiter's check for the document ended
 )
 
 type docEvent struct {
@@ -37,6 +40,8 @@ type docEvent struct {
 	change   *LocalChange
 	read     func(*crdt.Doc) error
 	result   chan changeResult
+	done     func() // called once the event is processed (Session.HandleFrameThen)
+	remote   *remoteInput
 }
 
 type peerStatus int
@@ -81,6 +86,8 @@ type docActor struct {
 	byKey       map[PeerKey]*Session
 	order       []*Session // the keys of peers, sorted by session id
 	finders     []chan changeResult
+	published   map[[32]byte]struct{} // hashes of what this document published (notePublished)
+	awaiting    awaitState            // the Replicator's check before doc-unavailable (awaitRemote)
 
 	// guarded by e.lruMu
 	elem     *list.Element
@@ -103,6 +110,13 @@ func (a *docActor) run() {
 			continue
 		}
 		a.process(evs)
+		// The batch is processed (or discarded): the frames it came from
+		// are no longer held.
+		for i := range evs {
+			if done := evs[i].done; done != nil {
+				done()
+			}
+		}
 	}
 }
 
@@ -239,6 +253,10 @@ func (a *docActor) process(evs []docEvent) {
 			needReplica = true
 		case evEvict:
 			evict = true
+		case evRemote:
+			// Fan-out needs the replica; otherwise the input is stored as
+			// it is (storeRemote).
+			needReplica = needReplica || len(a.peers) > 0 || len(a.finders) > 0
 		}
 	}
 	resync := false
@@ -252,7 +270,10 @@ func (a *docActor) process(evs []docEvent) {
 	}
 
 	var b batch
+	b.in.Publish = a.e.cfg.Replicator != nil
+	awaited := false
 	var reads []docEvent
+	var cold []docEvent
 	var gone []*Session
 	announced := 0
 	var announce []*Session
@@ -315,7 +336,25 @@ func (a *docActor) process(evs []docEvent) {
 			b.changes = append(b.changes, ev)
 		case evRead:
 			reads = append(reads, ev)
+		case evAwaited:
+			a.awaiting, awaited = awaitDone, true
+		case evRemote:
+			if _, ok := a.published[ev.remote.hash]; ok {
+				delete(a.published, ev.remote.hash)
+				a.e.stats.RemoteSkipped.Add(1)
+				ev.remote.done(nil)
+				continue
+			}
+			if a.replica == nil {
+				cold = append(cold, ev)
+				continue
+			}
+			b.in.Remote = append(b.in.Remote, ev.remote.data)
+			b.remotes = append(b.remotes, ev)
 		}
+	}
+	if len(cold) > 0 {
+		a.storeRemote(cold)
 	}
 
 	if resync {
@@ -344,9 +383,13 @@ func (a *docActor) process(evs []docEvent) {
 	if announced > 0 {
 		a.e.doneAnnouncing(announced)
 	}
-	if len(gone) > 0 && a.replica != nil {
-		// The peer that had the document may have been the one that left.
+	if len(gone) > 0 && a.replica != nil || awaited {
+		// The peer that had the document may have been the one that left;
+		// or the replicator has delivered what it had of the document.
 		a.sendUnavailable(a.unavailable())
+	}
+	if awaited {
+		a.awaiting = awaitNone // a later request checks again
 	}
 	for _, ev := range reads {
 		a.read(ev)
@@ -386,6 +429,7 @@ func (a *docActor) read(ev docEvent) {
 type batch struct {
 	in      ReplicaInput
 	changes []docEvent // local changes, one result each
+	remotes []docEvent // ApplyRemote inputs, in the order of in.Remote
 }
 
 // vet decides whether a sync or request message may reach the replica. The
@@ -425,7 +469,7 @@ func (a *docActor) vet(ev docEvent) bool {
 // idle reports whether the batch asks nothing of the replica.
 func (b batch) idle() bool {
 	in := b.in
-	return len(in.Receive)+len(in.Changes)+len(in.RawChanges)+len(in.Detach)+len(in.Always) == 0 && !in.Flush
+	return len(in.Receive)+len(in.Remote)+len(in.Changes)+len(in.RawChanges)+len(in.Detach)+len(in.Always) == 0 && !in.Flush
 }
 
 // callStep attaches the peers the replica does not know yet, names the
@@ -512,18 +556,25 @@ func (a *docActor) execute(b batch) {
 	}
 }
 
-// split turns a batch into one part per input: the local changes and
-// departures first, then each received message alone.
+// split turns a batch into one part per input: each remote input alone,
+// then the local changes and departures, then each received message alone.
 func (b batch) split() []batch {
 	var parts []batch
+	for i, r := range b.in.Remote {
+		var p batch
+		p.in.Remote, p.in.Publish = [][]byte{r}, b.in.Publish
+		p.remotes = b.remotes[i : i+1]
+		parts = append(parts, p)
+	}
 	first := batch{changes: b.changes}
 	first.in.Changes, first.in.Detach, first.in.Flush = b.in.Changes, b.in.Detach, b.in.Flush
-	if len(first.in.Changes)+len(first.in.Detach) > 0 || len(b.in.Receive) == 0 {
+	first.in.Publish = b.in.Publish
+	if len(first.in.Changes)+len(first.in.Detach) > 0 || len(b.in.Receive)+len(b.in.Remote) == 0 {
 		parts = append(parts, first)
 	}
 	for _, m := range b.in.Receive {
 		var p batch
-		p.in.Receive = []PeerData{m}
+		p.in.Receive, p.in.Publish = []PeerData{m}, b.in.Publish
 		parts = append(parts, p)
 	}
 	return parts
@@ -541,6 +592,10 @@ func (a *docActor) blame(b batch, err error) {
 	}
 	for _, ev := range b.changes {
 		ev.result <- changeResult{err: fmt.Errorf("engine: change aborted the automerge core: %w", err)}
+	}
+	for _, ev := range b.remotes {
+		a.e.log.Warn("discarded remote changes that abort the automerge core", "doc", a.id, "bytes", len(ev.remote.data))
+		ev.remote.done(fmt.Errorf("%w: it aborts the automerge core: %v", ErrRejected, err))
 	}
 }
 
@@ -560,6 +615,18 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 		}
 	}
 	pending := a.trackPending(b, &out)
+	if rep := a.e.cfg.Replicator; rep != nil && len(out.Published) > 0 {
+		// Published before the local write: see Replicator.
+		start := a.e.cfg.Now()
+		if err := rep.Publish(context.Background(), a.id, out.Published); err != nil {
+			a.e.stats.PublishErrors.Add(1)
+			a.e.log.Error("publish changes", "doc", a.id, "bytes", len(out.Published), "err", err)
+			a.abandon(fmt.Errorf("%w: %v", ErrNotPublished, err), b)
+			return
+		}
+		a.e.stats.Published.Add(1)
+		a.e.stats.PublishNanos.Add(int64(a.e.cfg.Now().Sub(start)))
+	}
 	if len(out.Saves) > 0 {
 		start := a.e.cfg.Now()
 		if err := a.e.cfg.Store.Apply(context.Background(), out.Saves); err != nil {
@@ -571,12 +638,24 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 		a.e.stats.Saves.Add(1)
 		a.e.stats.observeSave(a.e.cfg.Now().Sub(start))
 	}
+	if len(out.Published) > 0 && a.e.cfg.Replicator != nil {
+		a.notePublished(out.Published)
+	}
+	for i, ev := range b.remotes {
+		var err error
+		if i < len(out.RemoteErrors) && out.RemoteErrors[i] != nil {
+			err = fmt.Errorf("%w: %v", ErrRejected, out.RemoteErrors[i])
+		} else {
+			a.e.stats.RemoteApplied.Add(1)
+		}
+		ev.remote.done(err)
+	}
 	// Durable: now the peers may learn of the new heads.
 	a.empty = out.Empty
 	unavailable := a.unavailable()
 	for _, m := range out.Messages {
 		s := a.byKey[m.Peer]
-		if s == nil || unavailable[s] {
+		if s == nil || unavailable[s] || a.awaitingFor(s) {
 			continue
 		}
 		typ := wire.TypeSync
@@ -606,7 +685,10 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 		}
 		a.finders = nil
 	}
-	if out.HeadsChanged {
+	// Subscribers hear of the changes this engine accepted (from its peers
+	// and its API), not of those a Replicator delivered: a cluster's hooks
+	// run once, on the relay that accepted the change.
+	if out.HeadsChanged && (len(b.remotes) == 0 || len(out.Published) > 0) {
 		ev := ChangeEvent{DocID: a.id, Heads: out.Heads, Local: len(b.changes) > 0}
 		seen := map[string]bool{}
 		for _, m := range b.in.Receive {
@@ -673,6 +755,9 @@ func (a *docActor) settleFinders() {
 				return // still asking someone
 			}
 		}
+		if a.awaitRemote() {
+			return // the replicator may still deliver it
+		}
 	}
 	for _, f := range a.finders {
 		f <- changeResult{err: err}
@@ -693,6 +778,13 @@ func (a *docActor) unavailable() map[*Session]bool {
 		if p.status == statusHas {
 			return nil
 		}
+	}
+	wants := false
+	for _, p := range a.peers {
+		wants = wants || p.status == statusWants
+	}
+	if wants && a.awaitRemote() {
+		return nil // answered once the replicator has delivered what it has
 	}
 	var out map[*Session]bool
 	for s, p := range a.peers {
@@ -726,6 +818,9 @@ func (a *docActor) abandon(err error, b batch) {
 	a.dropReplica()
 	for _, ev := range b.changes {
 		ev.result <- changeResult{err: fmt.Errorf("engine: change not persisted: %w", err)}
+	}
+	for _, ev := range b.remotes {
+		ev.remote.done(fmt.Errorf("engine: remote changes not persisted: %w", err))
 	}
 	for _, m := range b.in.Receive {
 		if s := a.byKey[m.Peer]; s != nil {
@@ -770,4 +865,26 @@ func (a *docActor) evict() {
 		p.kept = states[p.key]
 	}
 	a.e.stats.Evictions.Add(1)
+}
+
+// storeRemote writes ApplyRemote inputs of a document that is not loaded
+// (and that no peer has open) as incremental chunks, in the automerge-repo
+// layout, without loading it: the next load applies them. Input the
+// document already holds is harmless there (automerge skips known changes).
+func (a *docActor) storeRemote(evs []docEvent) {
+	ops := make([]store.Op, 0, len(evs))
+	for _, ev := range evs {
+		ops = append(ops, store.Op{Key: store.IncrementalKey(a.id, hex.EncodeToString(ev.remote.hash[:])), Data: ev.remote.data})
+	}
+	err := a.e.cfg.Store.Apply(context.Background(), ops)
+	if err != nil {
+		a.e.stats.StoreErrors.Add(1)
+		a.e.log.Error("persist remote changes", "doc", a.id, "err", err)
+		err = fmt.Errorf("engine: remote changes not persisted: %w", err)
+	} else {
+		a.e.stats.RemoteStored.Add(int64(len(evs)))
+	}
+	for _, ev := range evs {
+		ev.remote.done(err)
+	}
 }

@@ -80,6 +80,10 @@ type Config struct {
 	CheckSync func(data []byte) error
 	// CheckDocument, when set, vets stored chunks before they are loaded.
 	CheckDocument func(data []byte) error
+	// Replicator, when set, receives the changes peers and the embedding
+	// API make, before they are written and acknowledged (see Replicator);
+	// ApplyRemote takes what it delivers. Package engine/cluster is one.
+	Replicator Replicator
 }
 
 func (c *Config) validate() error {

@@ -34,4 +34,7 @@
 // The durability rule: a step's writes reach the store, which returns only
 // once they are synced, before any message of that step is handed to a
 // Conn. A peer therefore never sees heads the engine could still lose.
+// With a Replicator (Config.Replicator; package engine/cluster shares
+// documents between relays through NATS JetStream) the step's new changes
+// are published, and acknowledged there, before that write.
 package engine

@@ -71,9 +71,11 @@ type Engine struct {
 	sessions map[*Session]struct{}
 	banned   map[string]time.Time // peer id -> refused until
 	closed   bool
+	life     context.Context // ends with Close (background waits of documents)
+	stop     context.CancelFunc
 
 	nextSession atomic.Uint64
-	tasks       sync.WaitGroup
+	tasks       taskGroup
 
 	outbound atomic.Pointer[[]*Session] // joined dialled sessions, immutable slice
 
@@ -119,6 +121,7 @@ func New(cfg Config) (*Engine, error) {
 		evSubs:   map[int]func(ChangeEvent){},
 		syncWake: make(chan struct{}),
 	}
+	e.life, e.stop = context.WithCancel(context.Background())
 	for i := range e.shards {
 		e.shards[i].docs = map[string]*docActor{}
 	}
@@ -585,6 +588,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	e.stop()
 	sessions := make([]*Session, 0, len(e.sessions))
 	for s := range e.sessions {
 		sessions = append(sessions, s)
@@ -594,14 +598,10 @@ func (e *Engine) Close(ctx context.Context) error {
 		s.conn.Close(CloseGoingAway, "server shutting down")
 		s.Closed()
 	}
-	done := make(chan struct{})
-	go func() { e.tasks.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("engine: close: %w", ctx.Err())
+	if err := e.tasks.Wait(ctx); err != nil {
+		return fmt.Errorf("engine: close: %w", err)
 	}
+	return nil
 }
 
 // Change applies fn to document docID as one local change, persists it,

@@ -69,11 +69,18 @@ type PeerData struct {
 }
 
 // ReplicaInput is one batch of work for a replica. The order of fields is
-// the order of processing: attach, changes, receive, detach, generate.
+// the order of processing: attach, remote, changes, receive, detach,
+// generate.
 type ReplicaInput struct {
 	// Attach introduces peers before their messages are processed. A peer
 	// already attached is left as it is.
 	Attach []PeerInit
+	// Remote holds changes a Replicator delivered (automerge change or
+	// document chunks), applied first and never part of Published.
+	Remote [][]byte
+	// Publish asks for Published: the changes this step made or received
+	// from peers, beyond those in Remote.
+	Publish bool
 	// Changes are local changes, applied in order (embedding API). They
 	// hold functions, so they cannot cross a process boundary: a Core that
 	// isolates replicas turns them into RawChanges first.
@@ -123,6 +130,11 @@ type ReplicaOutput struct {
 	TheirHeads map[PeerKey]crdt.Heads
 	// ChangeErrors holds the error of each local change, in order.
 	ChangeErrors []error
+	// RemoteErrors holds the error of each Remote input, in order.
+	RemoteErrors []error
+	// Published (when the input asked with Publish) holds the changes the
+	// step added beyond its Remote input, concatenated; nil when none.
+	Published    []byte
 	Heads        crdt.Heads
 	HeadsChanged bool
 	Empty        bool
@@ -210,6 +222,13 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 	}
 
 	before := r.doc.Heads()
+	for _, raw := range in.Remote {
+		out.RemoteErrors = append(out.RemoteErrors, r.doc.ApplyChanges(raw))
+	}
+	own := before
+	if len(in.Remote) > 0 {
+		own = r.doc.Heads()
+	}
 	for _, c := range in.Changes {
 		_, err := r.doc.Change(c.At, c.Message, c.Fn)
 		out.ChangeErrors = append(out.ChangeErrors, err)
@@ -254,6 +273,13 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 	out.Heads = after
 	out.Empty = len(after) == 0
 	out.HeadsChanged = !before.Equal(after)
+	if in.Publish && !own.Equal(after) {
+		pub, err := r.doc.ChangesSince(own)
+		if err != nil {
+			return out, fmt.Errorf("engine: changes to publish of %s: %w", r.id, err)
+		}
+		out.Published = pub
+	}
 
 	if !after.Equal(r.savedHeads) && len(after) > 0 {
 		ops, err := r.save(after)

@@ -49,8 +49,8 @@ type Session struct {
 	peerID    string
 	storageID string
 	ephemeral bool
-	docs      map[string]struct{}
-	lastCount map[string]uint64 // ephemeral de-duplication: sessionId -> count
+	docs      map[string]struct{} // allocated with the first document
+	lastCount map[string]uint64   // ephemeral de-duplication: sessionId -> count
 }
 
 // Outbound reports whether this session was dialled by this engine.
@@ -74,17 +74,40 @@ func (s *Session) PeerID() string {
 // HandleFrame processes one binary frame from the peer. A non-nil error
 // means the frame violated the protocol: the session has already sent an
 // error message and asked its Conn to close; the transport stops reading.
-func (s *Session) HandleFrame(frame []byte) error {
+func (s *Session) HandleFrame(frame []byte) error { return s.HandleFrameThen(frame, nil) }
+
+// HandleFrameThen is HandleFrame that also says when the engine is done
+// with the frame, so that a transport can bound what it has read but the
+// engine has not processed yet. done, when not nil, is called exactly once:
+// before HandleFrameThen returns when the session handled the frame itself
+// (join, a refusal, a protocol error, a closed session), otherwise on the
+// document's task once the batch holding the message is processed: the
+// replica stepped, the result persisted and the replies queued, or the
+// message discarded (rejected, the document broken, the write failed, the
+// sender gone). done must not block and must not call the engine.
+func (s *Session) HandleFrameThen(frame []byte, done func()) error {
 	s.e.stats.FramesIn.Add(1)
 	s.e.stats.BytesIn.Add(int64(len(frame)))
 	m, err := wire.Decode(frame)
 	if err != nil {
+		if done != nil {
+			done()
+		}
 		return s.fail(CloseUnsupportedData, fmt.Errorf("malformed message: %w", err))
 	}
-	return s.handle(m)
+	return s.handle(m, done)
 }
 
-func (s *Session) handle(m wire.Message) error {
+// handle processes one decoded message. done (when not nil) goes with the
+// event the message is queued as; when it is not queued, handle calls it.
+func (s *Session) handle(m wire.Message, done func()) (err error) {
+	if done != nil {
+		defer func() {
+			if done != nil {
+				done()
+			}
+		}()
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -148,10 +171,14 @@ func (s *Session) handle(m wire.Message) error {
 			}
 			return nil
 		}
-		return s.route(m.DocumentID, docEvent{kind: evMessage, sess: s, msg: m, readOnly: acc == AccessRead})
+		ev := docEvent{kind: evMessage, sess: s, msg: m, readOnly: acc == AccessRead, done: done}
+		done = nil // route or the document's task calls it
+		return s.route(m.DocumentID, ev)
 	case wire.TypeDocUnavailable:
 		if outbound {
-			return s.route(m.DocumentID, docEvent{kind: evUnavailable, sess: s})
+			ev := docEvent{kind: evUnavailable, sess: s, done: done}
+			done = nil
+			return s.route(m.DocumentID, ev)
 		}
 		return nil
 	case wire.TypeError:
@@ -173,6 +200,9 @@ func (s *Session) track(docID string) bool {
 	if s.closed {
 		return false
 	}
+	if s.docs == nil {
+		s.docs = map[string]struct{}{}
+	}
 	s.docs[docID] = struct{}{}
 	return true
 }
@@ -191,12 +221,19 @@ func (s *Session) admit(docID string) bool {
 // Principal is who the session authenticated as (nil: anonymous).
 func (s *Session) Principal() *Principal { return s.principal }
 
-// route queues an event for a document this session takes part in.
+// route queues an event for a document this session takes part in. When
+// the session has closed, the event is dropped (and its done called).
 func (s *Session) route(docID string, ev docEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		if ev.done != nil {
+			ev.done()
+		}
 		return ErrSessionClosed
+	}
+	if s.docs == nil {
+		s.docs = map[string]struct{}{}
 	}
 	s.docs[docID] = struct{}{}
 	s.e.enqueue(docID, ev)

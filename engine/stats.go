@@ -23,6 +23,12 @@ type Stats struct {
 	SaveNanos      atomic.Int64
 	CoreCrashes    atomic.Int64
 	Refused        atomic.Int64 // messages refused: read-only changes, document caps
+	Published      atomic.Int64 // Replicator.Publish calls that succeeded
+	PublishErrors  atomic.Int64
+	PublishNanos   atomic.Int64
+	RemoteApplied  atomic.Int64 // ApplyRemote inputs applied to a loaded replica
+	RemoteStored   atomic.Int64 // ApplyRemote inputs written to the store without loading the document
+	RemoteSkipped  atomic.Int64 // ApplyRemote inputs this engine had published itself
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
@@ -32,6 +38,9 @@ type StatsSnapshot struct {
 	ProtocolErrors, SendErrors, StoreErrors                   int64
 	Saves, CoreCrashes, Refused                               int64
 	SaveTime                                                  time.Duration
+	Published, PublishErrors                                  int64
+	PublishTime                                               time.Duration
+	RemoteApplied, RemoteStored, RemoteSkipped                int64
 }
 
 func (s *Stats) observeSave(d time.Duration) { s.SaveNanos.Add(int64(d)) }
@@ -43,5 +52,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		FramesIn: s.FramesIn.Load(), FramesOut: s.FramesOut.Load(), BytesIn: s.BytesIn.Load(), BytesOut: s.BytesOut.Load(),
 		ProtocolErrors: s.ProtocolErrors.Load(), SendErrors: s.SendErrors.Load(), StoreErrors: s.StoreErrors.Load(),
 		Saves: s.Saves.Load(), CoreCrashes: s.CoreCrashes.Load(), Refused: s.Refused.Load(), SaveTime: time.Duration(s.SaveNanos.Load()),
+		Published: s.Published.Load(), PublishErrors: s.PublishErrors.Load(), PublishTime: time.Duration(s.PublishNanos.Load()),
+		RemoteApplied: s.RemoteApplied.Load(), RemoteStored: s.RemoteStored.Load(), RemoteSkipped: s.RemoteSkipped.Load(),
 	}
 }

@@ -206,3 +206,38 @@ func TestSlowCallIsKilledAsACrash(t *testing.T) {
 	_, cs := clientDoc(t)
 	syncThrough(t, r, cs)
 }
+
+func TestRemoteAndPublishedCrossTheWorkerBoundary(t *testing.T) {
+	h := newHost(t, nil)
+	r, err := h.Load(docID, "aa", nil)
+	require.NoError(t, err)
+	src, err := crdt.New("c2")
+	require.NoError(t, err)
+	_, err = src.Change(time.Unix(1, 0), "", func(tx *crdt.Tx) error { return tx.Set([]any{"remote"}, "r") })
+	require.NoError(t, err)
+	remote, err := src.ChangesSince(nil)
+	require.NoError(t, err)
+
+	out, err := r.Step(engine.ReplicaInput{
+		Remote:  [][]byte{remote},
+		Publish: true,
+		Changes: []engine.LocalChange{{At: time.Unix(2, 0), Fn: func(tx *crdt.Tx) error { return tx.Set([]any{"local"}, "l") }}},
+	})
+	require.NoError(t, err)
+	require.Len(t, out.RemoteErrors, 1)
+	assert.NoError(t, out.RemoteErrors[0])
+	require.NotEmpty(t, out.Published)
+
+	// Published holds the local change and not the remote one.
+	d, err := crdt.New("dd")
+	require.NoError(t, err)
+	require.NoError(t, d.ApplyChanges(out.Published))
+	v, err := d.Value()
+	require.NoError(t, err)
+	assert.NotContains(t, v, "remote", "changes that came as Remote are not published again")
+	require.NoError(t, d.ApplyChanges(remote))
+	v, err = d.Value()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"remote": "r", "local": "l"}, v)
+	assert.Equal(t, out.Heads, d.Heads())
+}

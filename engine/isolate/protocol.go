@@ -51,6 +51,8 @@ type output struct {
 	HeadsChanged bool                          `cbor:"7,keyasint,omitempty"`
 	Empty        bool                          `cbor:"8,keyasint,omitempty"`
 	SavedBytes   int                           `cbor:"9,keyasint,omitempty"`
+	RemoteErrors []string                      `cbor:"10,keyasint,omitempty"`
+	Published    []byte                        `cbor:"11,keyasint,omitempty"`
 }
 
 type response struct {
@@ -61,7 +63,7 @@ type response struct {
 }
 
 var (
-	encMode, _ = cbor.CoreDetEncOptions().EncMode()
+	encMode, _ = cbor.EncOptions{}.EncMode()
 	decMode, _ = cbor.DecOptions{MaxArrayElements: 1 << 24, MaxMapPairs: 1 << 24}.DecMode()
 )
 

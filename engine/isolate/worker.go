@@ -83,6 +83,14 @@ func toWire(o engine.ReplicaOutput) *output {
 	w := &output{
 		Saves: o.Saves, Messages: o.Messages,
 		HeadsChanged: o.HeadsChanged, Empty: o.Empty, SavedBytes: o.SavedBytes,
+		Published: o.Published,
+	}
+	for _, e := range o.RemoteErrors {
+		s := ""
+		if e != nil {
+			s = e.Error()
+		}
+		w.RemoteErrors = append(w.RemoteErrors, s)
 	}
 	for _, r := range o.Rejected {
 		w.Rejected = append(w.Rejected, rejected{Peer: r.Peer, Err: r.Err.Error()})
@@ -108,6 +116,14 @@ func fromWire(w *output) engine.ReplicaOutput {
 	o := engine.ReplicaOutput{
 		Saves: w.Saves, Messages: w.Messages,
 		HeadsChanged: w.HeadsChanged, Empty: w.Empty, SavedBytes: w.SavedBytes,
+		Published: w.Published,
+	}
+	for _, s := range w.RemoteErrors {
+		var err error
+		if s != "" {
+			err = fmt.Errorf("%w: %s", crdt.ErrLoad, s)
+		}
+		o.RemoteErrors = append(o.RemoteErrors, err)
 	}
 	for _, r := range w.Rejected {
 		msg := strings.TrimPrefix(r.Err, engine.ErrRejected.Error()+": ")
