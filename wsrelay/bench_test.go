@@ -1,12 +1,17 @@
 package wsrelay_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -390,4 +395,104 @@ func (p pcg) Read(b []byte) (int, error) {
 		b[i] = byte(p.r.Uint32())
 	}
 	return len(b), nil
+}
+
+// BenchmarkIdleConnections measures what an idle joined connection costs
+// the relay: each op opens 2,000 connections and joins them, and the live
+// Go heap and goroutine stacks (after a collection) are compared with
+// before. bytes/conn is that difference per connection. The clients are
+// raw sockets in this process, a few hundred bytes each, counted in. (The
+// resident memory is measured apart, with the clients in another process:
+// docs/security.md.)
+func BenchmarkIdleConnections(b *testing.B) {
+	const n = 2000 // two descriptors each in this process
+	r := newRelay(b)
+	addr := strings.TrimPrefix(r.url, "ws://")
+	var perConn, goroutines float64
+	for b.Loop() {
+		before, gBefore := liveBytes(), runtime.NumGoroutine()
+		conns := make([]net.Conn, n)
+		for i := range conns {
+			conns[i] = rawJoin(b, addr, fmt.Sprintf("idle-%d", i))
+		}
+		// The relay answers a join before the engine counts the session.
+		pollUntil(b, func() bool { return r.eng.Stats().SessionsOpen == n })
+		after, gAfter := liveBytes(), runtime.NumGoroutine()
+		perConn = float64(after-before) / n
+		goroutines = float64(gAfter-gBefore) / n
+		for _, c := range conns {
+			c.Close()
+		}
+		pollUntil(b, func() bool { return r.eng.Stats().SessionsOpen == 0 })
+	}
+	b.ReportMetric(perConn, "bytes/conn")
+	b.ReportMetric(goroutines, "goroutines/conn")
+}
+
+// pollUntil polls cond until it holds, failing after benchTimeout.
+func pollUntil(b *testing.B, cond func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(benchTimeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatal("condition not met in time")
+		}
+		<-tick.C
+	}
+}
+
+// liveBytes is the live heap and the goroutine stacks, after a collection.
+func liveBytes() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc + m.StackInuse)
+}
+
+// rawJoin opens a WebSocket by hand (no client library, no goroutine),
+// joins as id and reads the relay's peer message.
+func rawJoin(b *testing.B, addr, id string) net.Conn {
+	b.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		b.Fatalf("upgrade: %v %v", resp, err)
+	}
+	f, err := wire.Encode(wire.Message{Type: wire.TypeJoin, SenderID: id, PeerMetadata: &wire.PeerMetadata{StorageID: "st-" + id}, SupportedProtocolVersions: []string{wire.ProtocolV1}})
+	if err != nil || len(f) > 0xffff {
+		b.Fatal(err)
+	}
+	// A client masks its frames: a zero mask leaves the payload as it is.
+	hdr := []byte{0x82, 0x80 | 126, byte(len(f) >> 8), byte(len(f)), 0, 0, 0, 0}
+	if _, err := c.Write(append(hdr, f...)); err != nil {
+		b.Fatal(err)
+	}
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		b.Fatal(err)
+	}
+	size := int(h[1] & 0x7f)
+	if size == 126 {
+		var ext [2]byte
+		if _, err := io.ReadFull(br, ext[:]); err != nil {
+			b.Fatal(err)
+		}
+		size = int(binary.BigEndian.Uint16(ext[:]))
+	}
+	payload := make([]byte, size)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		b.Fatal(err)
+	}
+	if m, err := wire.Decode(payload); err != nil || m.Type != wire.TypePeer {
+		b.Fatalf("join answered with %v %v", m.Type, err)
+	}
+	return c
 }

@@ -71,7 +71,7 @@ func Dial(ctx context.Context, url string, eng *engine.Engine, cc ClientConfig) 
 	c := newConn(&cfg, nil, ws)
 	cl := &ClientConn{c: c, done: make(chan struct{})}
 	c.sess = eng.Connect(c)
-	go c.writePump()
+	c.start()
 	go func() {
 		defer close(cl.done)
 		c.readPump()

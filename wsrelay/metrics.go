@@ -20,6 +20,7 @@ type metrics struct {
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	slowClosed  prometheus.Counter
+	readPauses  prometheus.Counter
 	errors      *prometheus.CounterVec
 }
 
@@ -49,6 +50,7 @@ func newMetrics(s *Server) *metrics {
 		bytesIn:     f("received_bytes_total", "Bytes of frames received from peers."),
 		bytesOut:    f("sent_bytes_total", "Bytes of frames written to peers."),
 		slowClosed:  f("slow_consumers_closed_total", "Connections closed because their send queue was full."),
+		readPauses:  f("read_pauses_total", "Times a connection was not read because the bytes it had sent were not processed yet (in-flight budget spent)."),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "amsync", Name: "connection_errors_total",
 			Help: "Connections ended or refused by a fault, by kind."}, []string{"kind"}),
 	}
@@ -64,6 +66,7 @@ func newMetrics(s *Server) *metrics {
 	counter := func(name, help string, fn func() float64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "amsync", Name: name, Help: help}, fn))
 	}
+	gauge("inflight_bytes", "Bytes of frames read from connections that the engine has not processed yet.", func() float64 { return float64(s.budget.inFlight()) })
 	gauge("sessions", "Peers in the engine (joined or joining).", func() float64 { return float64(eng.Stats().SessionsOpen) })
 	gauge("documents_active", "Documents with a running actor or connected peers.", func() float64 { return float64(eng.Stats().DocsActive) })
 	gauge("documents_loaded", "Documents held in memory.", func() float64 { return float64(eng.Stats().DocsLoaded) })

@@ -73,6 +73,18 @@ type Config struct {
 	// JoinTimeout closes a connection that has not sent join in time.
 	// Default 10 s.
 	JoinTimeout time.Duration
+	// MaxInflightBytesPerConnection and MaxInflightBytes bound the bytes
+	// of frames read from connections that the engine has not processed
+	// yet (their document's task has not stepped, persisted and answered
+	// them): one connection's, and all connections' together. A
+	// connection over either is not read until its frames are processed
+	// (backpressure, as with MessageRate). A connection with nothing in
+	// flight may always read one frame, however large, so that a frame of
+	// up to MaxFrameBytes gets through and no connection is starved by
+	// others; each bound may thus be passed by one frame per connection.
+	// Defaults 16 MiB and 256 MiB.
+	MaxInflightBytesPerConnection int64
+	MaxInflightBytes              int64
 }
 
 func (c *Config) validate() error {
@@ -115,6 +127,12 @@ func (c *Config) validate() error {
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = 10 * time.Second
 	}
+	if c.MaxInflightBytesPerConnection == 0 {
+		c.MaxInflightBytesPerConnection = 16 << 20
+	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = 256 << 20
+	}
 	switch {
 	case c.MaxFrameBytes < 1024:
 		return fmt.Errorf("%w: MaxFrameBytes %d < 1024", ErrConfig, c.MaxFrameBytes)
@@ -128,6 +146,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: negative connection cap", ErrConfig)
 	case c.MessageRate < 0 || c.MessageBurst < 1:
 		return fmt.Errorf("%w: message rate %v/s burst %d", ErrConfig, c.MessageRate, c.MessageBurst)
+	case c.MaxInflightBytesPerConnection < 0 || c.MaxInflightBytes < 0:
+		return fmt.Errorf("%w: negative in-flight budget", ErrConfig)
+	case c.MaxInflightBytesPerConnection > c.MaxInflightBytes:
+		return fmt.Errorf("%w: MaxInflightBytesPerConnection %d > MaxInflightBytes %d", ErrConfig, c.MaxInflightBytesPerConnection, c.MaxInflightBytes)
 	}
 	for _, o := range c.AllowedOrigins {
 		if o == "*" {
@@ -149,6 +171,7 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 	metrics  *metrics
+	budget   *budget
 
 	mu          sync.Mutex
 	conns       map[*conn]struct{}
@@ -164,10 +187,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}, byPrincipal: map[string]int{}}
 	s.metrics = newMetrics(s)
+	s.budget = newBudget(cfg.MaxInflightBytesPerConnection, cfg.MaxInflightBytes, s.metrics)
 	s.upgrader = websocket.Upgrader{
-		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    16 << 10,
+		HandshakeTimeout: 10 * time.Second,
+		// Read through the 4 KiB buffer of the HTTP request that is
+		// upgraded (ReadBufferSize 0 reuses it), and write through 16 KiB
+		// buffers lent by a pool only while a frame is written: an idle
+		// connection holds no write buffer.
+		ReadBufferSize:    0,
 		WriteBufferSize:   16 << 10,
+		WriteBufferPool:   &sync.Pool{},
 		CheckOrigin:       s.checkOrigin,
 		EnableCompression: cfg.EnableCompression,
 	}
@@ -247,6 +276,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(&s.cfg, s.metrics, ws)
+	c.budget = s.budget.open()
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
@@ -261,7 +291,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c.sess = s.cfg.Engine.OpenAs(c, principal)
 	stopTimers := c.watch(principal)
-	go c.writePump()
+	c.start()
 	c.readPump()
 	stopTimers()
 	c.Close(engine.CloseGoingAway, "")

@@ -36,6 +36,12 @@ func newFixture(t *testing.T, mut func(*Config)) *fixture {
 	}
 	srv, err := New(cfg)
 	require.NoError(t, err)
+	return serve(t, srv, eng, st)
+}
+
+// serve serves srv on a loopback HTTP server until the test ends, then
+// shuts srv, eng and st down.
+func serve(t *testing.T, srv *Server, eng *engine.Engine, st *badgerstore.Store) *fixture {
 	ts := httptest.NewServer(srv)
 	f := &fixture{t: t, srv: srv, eng: eng, ts: ts, url: "ws" + strings.TrimPrefix(ts.URL, "http")}
 	t.Cleanup(func() {

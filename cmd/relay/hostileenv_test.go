@@ -39,14 +39,11 @@ import (
 // reach during the suite (VmHWM, its peak over its whole life). What the
 // suite makes it hold, every part bounded by configuration:
 //
-//   - 3,117 connections open at once at ~142 KiB of Go heap each (measured:
-//     the send queue is a channel of SendQueueFrames = 4,096 slots, 96 KiB,
-//     allocated with the connection, plus two 16 KiB buffers): ~430 MiB.
-//     Fresh from the OS these pages are not resident until written, so the
-//     RSS while they are open is far lower (~40 KiB per connection); but
-//     once they are closed their spans are reused, and zeroed, by later
-//     allocations, and the RSS can climb to the heap's size.
-//   - their goroutine stacks (two per connection) and the runtime's and
+//   - 3,117 connections open at once at ~13 KiB of Go heap each (measured;
+//     the send queue grows on demand, the write buffer comes from a pool
+//     only while a frame is written): ~40 MiB, and more once closed
+//     connections' spans are reused.
+//   - their goroutine stacks (one per connection while idle) and the runtime's and
 //     Badger's own memory: ~120 MiB with the connections open.
 //   - one slow reader's send queue (SendQueueBytes, 64 MiB) plus the frame
 //     past it, and a 4 MiB upload held about four times on its way to the
@@ -61,12 +58,12 @@ import (
 const hostileRSSBound = 768 << 20
 
 // hostileWorkersBound bounds the automerge worker processes' resident
-// memory, summed. They hold the loaded documents: at most about 100 MB of
-// stored documents here (the slow reader's 24 x 3.8 MB, the 4 MiB one of
-// "huge frames", the small shared one), which the core holds at about four
-// times their stored size (measured), plus ~20 MiB per worker: about 500
-// MiB. -max-loaded-bytes bounds the stored size of what is loaded (512 MiB
-// by default); the suite stays below it.
+// memory, summed. They hold the loaded documents, at most
+// hostileMaxLoaded (64 MiB) of stored size, which the core holds at about
+// four times its stored size (measured): ~256 MiB, plus ~20 MiB per worker
+// and what the allocator keeps after evictions. Without the cap the suite
+// would load ~280 MB of stored documents (the slow reader's 24 x 3.8 MB,
+// 48 pipelined uploads of 3.8 MB, a 4 MiB one in "huge frames").
 const hostileWorkersBound = 700 << 20
 
 // memUsage is the resident memory of the relay and of its worker
