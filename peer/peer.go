@@ -30,9 +30,15 @@ var (
 
 // Config configures a Peer.
 type Config struct {
-	// URL of the relay, ws:// or wss://. Empty: the peer never connects
-	// (offline use of a local store).
+	// URL of the relay, ws:// or wss://. Empty (and no URLs): the peer
+	// never connects (offline use of a local store).
 	URL string
+	// URLs are further relays of the same cluster (see package
+	// engine/cluster), dialled in turn after URL: each failed dial or lost
+	// connection moves to the next one. Any relay of a cluster serves
+	// every document, so the peer resumes where it was on whichever
+	// answers.
+	URLs []string
 	// Dir is the local store's Badger directory; empty keeps the store in
 	// memory (lost at Close).
 	Dir string
@@ -83,6 +89,17 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// relays is URL followed by URLs, without empties.
+func (c *Config) relays() []string {
+	var out []string
+	for _, u := range append([]string{c.URL}, c.URLs...) {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // Peer is a Go client of a relay: a local store that works offline, and a
@@ -156,7 +173,7 @@ func Open(cfg Config) (*Peer, error) {
 	eng.Subscribe(p.onChange)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
-	if cfg.URL != "" {
+	if len(cfg.relays()) > 0 {
 		go p.run(ctx)
 	} else {
 		close(p.stopped)
@@ -176,8 +193,10 @@ func (p *Peer) run(ctx context.Context) {
 	defer close(p.stopped)
 	rng := mrand.New(mrand.NewPCG(p.cfg.Seed, p.cfg.Seed^0x5bd1e995))
 	attempt := 0
-	for {
-		conn, err := wsrelay.Dial(ctx, p.cfg.URL, p.eng, wsrelay.ClientConfig{Header: p.cfg.Header, Logger: p.cfg.Logger})
+	relays := p.cfg.relays()
+	for i := 0; ; i = (i + 1) % len(relays) {
+		url := relays[i]
+		conn, err := wsrelay.Dial(ctx, url, p.eng, wsrelay.ClientConfig{Header: p.cfg.Header, Logger: p.cfg.Logger})
 		if err == nil {
 			attempt = 0
 			p.setConn(conn)
@@ -185,7 +204,7 @@ func (p *Peer) run(ctx context.Context) {
 			select {
 			case <-conn.Done():
 				p.setConn(nil)
-				p.cfg.Logger.Info("disconnected from relay", "url", p.cfg.URL)
+				p.cfg.Logger.Info("disconnected from relay", "url", url)
 			case <-ctx.Done():
 				conn.Close()
 				p.setConn(nil)
@@ -194,7 +213,7 @@ func (p *Peer) run(ctx context.Context) {
 		} else if ctx.Err() != nil {
 			return
 		} else {
-			p.cfg.Logger.Debug("dial relay", "url", p.cfg.URL, "err", err)
+			p.cfg.Logger.Debug("dial relay", "url", url, "err", err)
 		}
 		attempt++
 		delay := backoff(rng, attempt, p.cfg.MinBackoff, p.cfg.MaxBackoff)
@@ -321,7 +340,7 @@ func (p *Peer) Read(ctx context.Context, id string, fn func(doc *crdt.Doc) error
 // relay is asked.
 func (p *Peer) Find(ctx context.Context, id string) error {
 	err := p.eng.Find(ctx, id)
-	if !errors.Is(err, engine.ErrUnavailable) || p.cfg.URL == "" || p.eng.Online() {
+	if !errors.Is(err, engine.ErrUnavailable) || len(p.cfg.relays()) == 0 || p.eng.Online() {
 		return err
 	}
 	if err := p.eng.WaitOnline(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amsync/amsync/engine"
+	"github.com/amsync/amsync/engine/cluster"
 	"github.com/amsync/amsync/engine/isolate"
 	"github.com/amsync/amsync/engine/records"
 	"github.com/amsync/amsync/engine/store/badgerstore"
@@ -51,6 +52,11 @@ type RelayConfig struct {
 	// Banner is the one line GET / answers. Default "amsync relay is
 	// running".
 	Banner string
+	// Cluster, when set, joins the relays that share its NATS JetStream
+	// stream (see package engine/cluster). Store and Logger are set by
+	// OpenRelay. The relay accepts clients once it has caught up with the
+	// stream; until then upgrades and GET /readyz answer 503.
+	Cluster *cluster.Config
 }
 
 // Relay is a running relay: everything cmd/relay serves, as a library.
@@ -60,6 +66,8 @@ type Relay struct {
 	Server   *Server
 	Records  *records.Store
 	Registry *prometheus.Registry
+	// Cluster links the relay to the others (nil: a relay on its own).
+	Cluster *cluster.Cluster
 
 	host   *isolate.Host
 	log    *slog.Logger
@@ -103,8 +111,26 @@ func OpenRelay(cfg RelayConfig) (*Relay, error) {
 	ecfg.Store = InstrumentStore(st, r.Registry)
 	ecfg.Core = core
 	ecfg.Logger = cfg.Logger
+	if cfg.Cluster != nil {
+		ccfg := *cfg.Cluster
+		ccfg.Store, ccfg.Logger = st, cfg.Logger
+		cl, err := cluster.Open(context.Background(), ccfg)
+		if err != nil {
+			st.Close()
+			r.closeHost()
+			return nil, err
+		}
+		r.Cluster, ecfg.Replicator = cl, cl
+		registerCluster(r.Registry, cl)
+	}
 	eng, err := engine.New(ecfg)
+	if err == nil && r.Cluster != nil {
+		if err = r.Cluster.Start(eng); err != nil {
+			eng.Close(context.Background())
+		}
+	}
 	if err != nil {
+		r.closeCluster()
 		st.Close()
 		r.closeHost()
 		return nil, err
@@ -115,6 +141,7 @@ func OpenRelay(cfg RelayConfig) (*Relay, error) {
 	srv, err := New(scfg)
 	if err != nil {
 		eng.Close(context.Background())
+		r.closeCluster()
 		st.Close()
 		r.closeHost()
 		return nil, err
@@ -158,16 +185,33 @@ func (r *Relay) HandlerWith(app *http.ServeMux) http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET /metrics", r.Server.MetricsHandler())
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !r.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "catching up with the cluster\n")
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, r.banner+"\n")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if websocket.IsWebSocketUpgrade(req) {
+			if !r.Ready() {
+				// Not caught up with the cluster yet: it would answer
+				// doc-unavailable for documents it has not read. Clients
+				// retry, or a load balancer picks a ready relay.
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "catching up with the cluster", http.StatusServiceUnavailable)
+				return
+			}
 			r.Server.ServeHTTP(w, req)
 			return
 		}
-		if app != nil && req.URL.Path != "/healthz" && req.URL.Path != "/metrics" {
+		if app != nil && req.URL.Path != "/healthz" && req.URL.Path != "/metrics" && req.URL.Path != "/readyz" {
 			if _, pattern := app.Handler(req); pattern != "" {
 				app.ServeHTTP(w, req)
 				return
@@ -202,7 +246,8 @@ func (r *Relay) Run(ctx context.Context) {
 }
 
 // Shutdown closes every connection, lets document tasks land their
-// writes, stops the workers and closes the store.
+// writes (and publish them), stops the cluster feed, stops the workers and
+// closes the store.
 func (r *Relay) Shutdown(ctx context.Context) error {
 	var errs []error
 	if err := r.Server.Shutdown(ctx); err != nil {
@@ -210,6 +255,11 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	}
 	if err := r.Engine.Close(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if r.Cluster != nil {
+		if err := r.Cluster.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	r.closeHost()
 	if err := r.Store.Close(); err != nil {

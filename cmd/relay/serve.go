@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/amsync/amsync/engine"
+	"github.com/amsync/amsync/engine/cluster"
 	"github.com/amsync/amsync/jsbridge"
 	"github.com/amsync/amsync/wsrelay"
 )
@@ -46,6 +47,9 @@ type serveOptions struct {
 	messageRate    float64
 	messageBurst   int
 	joinTimeout    time.Duration
+	inflightConn   int64
+	inflight       int64
+	cluster        clusterOptions
 }
 
 func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
@@ -70,7 +74,7 @@ func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to connect (default: all)")
 	fs.BoolVar(&o.compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
 	fs.StringVar(&o.isolation, "isolation", "process", "where the automerge core runs: process (supervised worker processes; a malformed input kills a worker, never the relay) or none (in the relay process: trusted peers only)")
-	fs.IntVar(&o.coreWorkers, "core-workers", 0, "worker processes for -isolation process (default 2 x GOMAXPROCS)")
+	fs.IntVar(&o.coreWorkers, "core-workers", 0, "worker processes for -isolation process (default GOMAXPROCS, at least 2)")
 	fs.DurationVar(&o.coreTimeout, "core-timeout", 30*time.Second, "longest one document operation may run in a worker before it is killed and the input rejected")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "require an HS256 JWT (token query parameter, Authorization: Bearer, or relay_token cookie) signed with the key in this file; its docs claim grants per-document access")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve TLS (wss://) with this PEM certificate (needs -tls-key)")
@@ -81,8 +85,11 @@ func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
 	fs.Float64Var(&o.messageRate, "message-rate", 10000, "frames per second one connection may send (sustained; excess is read later)")
 	fs.IntVar(&o.messageBurst, "message-burst", 50000, "frames one connection may send in a burst")
 	fs.DurationVar(&o.joinTimeout, "join-timeout", 10*time.Second, "close connections that have not sent join within this time")
+	fs.Int64Var(&o.inflightConn, "max-inflight-bytes-per-connection", 16<<20, "bytes one connection may have sent that are not processed yet; beyond, it is not read until they are (a connection with nothing in flight may always send one frame)")
+	fs.Int64Var(&o.inflight, "max-inflight-bytes", 256<<20, "bytes all connections together may have sent that are not processed yet; beyond, connections are read one frame at a time")
 	fs.BoolVar(&o.validateSync, "validate-sync", true, "parse and bound every sync message in Go before the automerge core sees it (false leaves process isolation as the only defence)")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 8*time.Second, "how long a graceful shutdown may take")
+	clusterFlags(fs, &o.cluster, getenv)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -127,7 +134,12 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		}
 		authenticate = (&wsrelay.JWT{Secret: secret}).Authenticate
 	}
+	ccfg := o.cluster.config()
+	if ccfg != nil {
+		ccfg.Name = "amsync relay " + o.peerID
+	}
 	r, err := wsrelay.OpenRelay(wsrelay.RelayConfig{
+		Cluster:     ccfg,
 		Dir:         o.data,
 		Logger:      log,
 		Isolation:   o.isolation,
@@ -142,22 +154,31 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 			MaxDocsPerSession: o.maxDocsPerConn,
 		},
 		Server: wsrelay.Config{
-			MaxFrameBytes:              o.maxFrameBytes,
-			AllowedOrigins:             origins,
-			EnableCompression:          o.compression,
-			Authenticate:               authenticate,
-			MaxConnections:             o.maxConns,
-			MaxConnectionsPerPrincipal: o.maxConnsPer,
-			MessageRate:                o.messageRate,
-			MessageBurst:               o.messageBurst,
-			JoinTimeout:                o.joinTimeout,
+			MaxFrameBytes:                 o.maxFrameBytes,
+			AllowedOrigins:                origins,
+			EnableCompression:             o.compression,
+			Authenticate:                  authenticate,
+			MaxConnections:                o.maxConns,
+			MaxConnectionsPerPrincipal:    o.maxConnsPer,
+			MessageRate:                   o.messageRate,
+			MessageBurst:                  o.messageBurst,
+			JoinTimeout:                   o.joinTimeout,
+			MaxInflightBytesPerConnection: o.inflightConn,
+			MaxInflightBytes:              o.inflight,
 		},
 	})
 	if err != nil {
-		if errors.Is(err, wsrelay.ErrConfig) || errors.Is(err, engine.ErrConfig) {
+		if errors.Is(err, wsrelay.ErrConfig) || errors.Is(err, engine.ErrConfig) || errors.Is(err, cluster.ErrConfig) {
 			return usageError{err}
 		}
 		return fmt.Errorf("open relay on %s: %w", o.data, err)
+	}
+	if r.Cluster != nil {
+		go func() {
+			if r.WaitReady(ctx) == nil {
+				log.Info("caught up with the cluster; accepting clients", "stream", ccfg.Stream, "position", r.Cluster.Stats().Position)
+			}
+		}()
 	}
 	return listenAndServe(ctx, r, r.HandlerWith(jsbridge.Mux()), o, log)
 }
