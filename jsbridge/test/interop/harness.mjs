@@ -274,6 +274,8 @@ class ServerProc {
     }
     const args = ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir]
     if (process.env.INTEROP_LOG_LEVEL) args.push("-log-level", process.env.INTEROP_LOG_LEVEL)
+    // Extra relay flags, space-separated (benchmarks of other settings).
+    if (process.env.RELAY_EXTRA_ARGS) args.push(...process.env.RELAY_EXTRA_ARGS.split(/\s+/).filter(Boolean))
     return [this.kind === "demo" ? demoBinary() : relayBinary(), args]
   }
 
