@@ -277,6 +277,7 @@ func (a *docActor) process(evs []docEvent) {
 	var gone []*Session
 	announced := 0
 	var announce []*Session
+	var reask []*Session // remotes asked again after doc-unavailable
 	for _, s := range a.e.outboundSessions() {
 		if a.peers[s] == nil && s.track(a.id) {
 			a.peer(s)
@@ -298,11 +299,13 @@ func (a *docActor) process(evs []docEvent) {
 		case evFind:
 			a.finders = append(a.finders, ev.result)
 			// Ask again those that said they did not have it: they may
-			// have it by now.
+			// have it by now. Their sync state starts over (see
+			// ReplicaInput.Reset), or nothing would be sent.
 			for _, s := range a.sortedPeers() {
 				if p := a.peers[s]; s.outbound && p.status == statusUnavailable {
 					p.status = statusUnknown
 					announce = append(announce, s)
+					reask = append(reask, s)
 				}
 			}
 		case evMessage:
@@ -372,6 +375,9 @@ func (a *docActor) process(evs []docEvent) {
 		for _, s := range announce {
 			if p := a.peers[s]; p != nil {
 				b.in.Always = append(b.in.Always, p.key)
+				if slices.Contains(reask, s) {
+					b.in.Reset = append(b.in.Reset, p.key)
+				}
 			}
 		}
 		a.execute(b)

@@ -69,12 +69,17 @@ type PeerData struct {
 }
 
 // ReplicaInput is one batch of work for a replica. The order of fields is
-// the order of processing: attach, remote, changes, receive, detach,
-// generate.
+// the order of processing: attach, reset, remote, changes, receive,
+// detach, generate.
 type ReplicaInput struct {
 	// Attach introduces peers before their messages are processed. A peer
 	// already attached is left as it is.
 	Attach []PeerInit
+	// Reset restarts the sync state of attached peers: a remote that said
+	// doc-unavailable left our request "in flight" in automerge's state,
+	// and automerge sends nothing more while a message is in flight; to
+	// ask it again the conversation starts over.
+	Reset []PeerKey
 	// Remote holds changes a Replicator delivered (automerge change or
 	// document chunks), applied first and never part of Published.
 	Remote [][]byte
@@ -219,6 +224,13 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			p.sync = crdt.NewSyncState(r.doc)
 		}
 		r.peers[a.Peer] = p
+	}
+
+	for _, k := range in.Reset {
+		if p, ok := r.peers[k]; ok {
+			p.sync = crdt.NewSyncState(r.doc)
+			p.told = false
+		}
 	}
 
 	before := r.doc.Heads()

@@ -7,7 +7,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/engine"
 	"github.com/amsync/amsync/engine/store"
+	"github.com/amsync/amsync/engine/wire"
 	"github.com/amsync/amsync/simulations"
 )
 
@@ -81,4 +83,21 @@ func TestRegressionSeed179(t *testing.T) {
 	}
 	res := simulations.Run(simulations.Options{Seed: 179})
 	require.NoError(t, res.Err)
+}
+
+// Asking twice for a document nobody has: the second Find must ask the
+// relay again and be told unavailable again. After the first doc-unavailable
+// the client's sync state still held its request "in flight", so automerge
+// generated nothing for the second ask, and the Find waited forever (seed
+// 1128 of the BigText workload).
+func TestRegressionFindAgainAfterUnavailable(t *testing.T) {
+	w := newWorld(t, simulations.WorldConfig{Seed: 5, Relays: 1, Clients: 1})
+	w.Connect("c1", "r1")
+	quiet(t, w)
+	id, err := wire.NewDocumentID(randReader{w})
+	require.NoError(t, err)
+	find := func(ctx context.Context, h *simulations.Handle) error { return h.Docs.Find(ctx, id) }
+	for i := range 3 {
+		require.ErrorIs(t, w.DoWait("c1", find), engine.ErrUnavailable, "find %d", i+1)
+	}
 }
