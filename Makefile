@@ -44,7 +44,8 @@ FUZZ_TARGETS := \
 	./engine/store/badgerstore:FuzzDecodeKey \
 	./cmd/relay:FuzzBackupDecoder \
 	./cmd/relay:FuzzParseAssignment \
-	./simulations:FuzzSyncHeads
+	./simulations:FuzzSyncHeads \
+	./crdt:FuzzSyncMessageNeeds
 
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -391,4 +392,28 @@ func appendUvarint(b []byte, v uint64) []byte {
 		v >>= 7
 	}
 	return append(b, byte(v))
+}
+
+// SyncMessageNeeds returns how many changes a v1 sync message asks for by
+// hash (its "need" list), or 0 when msg is not a well-formed v1 message
+// as far as that list.
+func SyncMessageNeeds(msg []byte) int {
+	if len(msg) == 0 || msg[0] != 0x42 {
+		return 0
+	}
+	b := msg[1:]
+	heads, n := binary.Uvarint(b)
+	if n <= 0 || heads > uint64(len(b))/32 {
+		return 0
+	}
+	b = b[n:]
+	if uint64(len(b)) < heads*32 {
+		return 0
+	}
+	b = b[heads*32:]
+	need, n := binary.Uvarint(b)
+	if n <= 0 || need > uint64(len(b)-n)/32 {
+		return 0
+	}
+	return int(need)
 }

@@ -269,7 +269,11 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			out.TheirHeads = map[PeerKey]crdt.Heads{}
 		}
 		out.TheirHeads[m.Peer] = theirs
-		if msg, ok := p.sync.Generate(); ok {
+		msg, ok := p.sync.Generate()
+		if !ok && crdt.SyncMessageNeeds(m.Data) > 0 {
+			msg, ok = r.answerNeed(p, m.Data)
+		}
+		if ok {
 			out.Messages = append(out.Messages, PeerData{Peer: m.Peer, Data: msg})
 			p.told = true
 		} else if !p.told {
@@ -348,6 +352,28 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 	}
 	out.SavedBytes = r.snapBytes + r.incBytes
 	return out, nil
+}
+
+// answerNeed answers a peer that asks for changes by hash when automerge
+// generated nothing. automerge keeps a message "in flight" until the peer's
+// heads cover the changes it sent, and says nothing while one is; but when
+// it left out a dependency of what it sent (the peer's bloom filter gave a
+// false positive), the peer can apply none of it and asks for the missing
+// change by hash, and the two wait for each other forever (simulation
+// seed 1646). The conversation restarts from the shared heads (the part
+// of the state that is persisted) and the message is received again;
+// changes it carries are already applied, and the reply now includes what
+// the peer needs.
+func (r *Replica) answerNeed(p *replicaPeer, data []byte) ([]byte, bool) {
+	fresh, err := crdt.LoadSyncState(r.doc, p.sync.Encode())
+	if err != nil {
+		return nil, false
+	}
+	if _, err := fresh.Receive(data); err != nil {
+		return nil, false
+	}
+	p.sync = fresh
+	return fresh.Generate()
 }
 
 func (r *Replica) persistSync(k PeerKey, p *replicaPeer) []store.Op {

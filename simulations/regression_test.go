@@ -2,6 +2,7 @@ package simulations_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -100,4 +101,15 @@ func TestRegressionFindAgainAfterUnavailable(t *testing.T) {
 	for i := range 3 {
 		require.ErrorIs(t, w.DoWait("c1", find), engine.ErrUnavailable, "find %d", i+1)
 	}
+}
+
+// A relay left out a dependency of the changes it sent (a bloom filter
+// false positive); the client could apply none of them and asked for the
+// dependency by hash; automerge on the relay, still holding its message
+// "in flight", answered nothing, and the two waited for each other
+// forever (seed 1646 of the BigText workload, ErrSyncStalled). The engine
+// now answers such a need from a restarted conversation.
+func TestRegressionNeedWhileInFlight(t *testing.T) {
+	r := simulations.Run(simulations.Options{Seed: 1646})
+	require.NoError(t, r.Err, "last steps:\n%s", strings.Join(r.LastTrace, "\n"))
 }

@@ -1,0 +1,49 @@
+package crdt_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/amsync/amsync/crdt"
+)
+
+func TestSyncMessageNeeds(t *testing.T) {
+	d, err := crdt.New("0a")
+	require.NoError(t, err)
+	_, err = d.Change(time.Unix(1700000000, 0), "", func(tx *crdt.Tx) error { return tx.Set([]any{"k"}, int64(1)) })
+	require.NoError(t, err)
+	msg, ok := crdt.NewSyncState(d).Generate()
+	require.True(t, ok)
+	assert.Zero(t, crdt.SyncMessageNeeds(msg), "a first message needs nothing")
+
+	// heads: one hash; need: two hashes; then anything.
+	hash := make([]byte, 32)
+	m := append([]byte{0x42, 1}, hash...)
+	m = append(m, 2)
+	m = append(m, hash...)
+	m = append(m, hash...)
+	m = append(m, 0, 0)
+	assert.Equal(t, 2, crdt.SyncMessageNeeds(m))
+
+	for _, bad := range [][]byte{nil, {0x43}, {0x42}, {0x42, 1}, {0x42, 0, 5}, append([]byte{0x42, 0, 1}, hash[:31]...)} {
+		assert.Zero(t, crdt.SyncMessageNeeds(bad), "%x", bad)
+	}
+}
+
+func FuzzSyncMessageNeeds(f *testing.F) {
+	d, err := crdt.New("0a")
+	require.NoError(f, err)
+	msg, _ := crdt.NewSyncState(d).Generate()
+	f.Add(msg)
+	f.Add(crdt.HeadsMessage(d.Heads()))
+	f.Add([]byte{0x42, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n := crdt.SyncMessageNeeds(data)
+		if n < 0 || n*32 > len(data) {
+			t.Fatalf("%d needs in %d bytes", n, len(data))
+		}
+	})
+}
