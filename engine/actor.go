@@ -277,7 +277,6 @@ func (a *docActor) process(evs []docEvent) {
 	var gone []*Session
 	announced := 0
 	var announce []*Session
-	var reask []*Session // remotes asked again after doc-unavailable
 	for _, s := range a.e.outboundSessions() {
 		if a.peers[s] == nil && s.track(a.id) {
 			a.peer(s)
@@ -305,7 +304,7 @@ func (a *docActor) process(evs []docEvent) {
 				if p := a.peers[s]; s.outbound && p.status == statusUnavailable {
 					p.status = statusUnknown
 					announce = append(announce, s)
-					reask = append(reask, s)
+					b.in.Reset = append(b.in.Reset, p.key)
 				}
 			}
 		case evMessage:
@@ -375,9 +374,6 @@ func (a *docActor) process(evs []docEvent) {
 		for _, s := range announce {
 			if p := a.peers[s]; p != nil {
 				b.in.Always = append(b.in.Always, p.key)
-				if slices.Contains(reask, s) {
-					b.in.Reset = append(b.in.Reset, p.key)
-				}
 			}
 		}
 		a.execute(b)
