@@ -44,7 +44,7 @@ FUZZ_TARGETS := \
 	./engine/store/badgerstore:FuzzDecodeKey \
 	./cmd/relay:FuzzBackupDecoder \
 	./cmd/relay:FuzzParseAssignment \
-	./simulations:FuzzSyncHeads \
+	./crdt:FuzzSyncMessageHeads \
 	./crdt:FuzzSyncMessageNeeds
 
 fuzz-smoke:

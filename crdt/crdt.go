@@ -394,26 +394,52 @@ func appendUvarint(b []byte, v uint64) []byte {
 	return append(b, byte(v))
 }
 
+// syncHeader reads the start of a v1 sync message (the format
+// HeadsMessage writes): the type byte 0x42, a LEB128 count and that many
+// 32-byte head hashes, then the "need" list the same way. heads holds the
+// hashes' bytes; need is -1 when the need list is cut short.
+func syncHeader(msg []byte) (heads []byte, need int, ok bool) {
+	if len(msg) < 2 || msg[0] != 0x42 {
+		return nil, 0, false
+	}
+	b := msg[1:]
+	nh, size := binary.Uvarint(b)
+	if size <= 0 || nh > uint64(len(b))/32 {
+		return nil, 0, false
+	}
+	b = b[size:]
+	if uint64(len(b)) < 32*nh {
+		return nil, 0, false
+	}
+	heads, b = b[:32*nh], b[32*nh:]
+	nn, size := binary.Uvarint(b)
+	if size <= 0 || nn > uint64(len(b)-size)/32 {
+		return heads, -1, true
+	}
+	return heads, int(nn), true
+}
+
+// SyncMessageHeads returns the heads a v1 sync message announces, or
+// ok=false when msg does not start like one.
+func SyncMessageHeads(msg []byte) (heads Heads, ok bool) {
+	raw, _, ok := syncHeader(msg)
+	if !ok {
+		return nil, false
+	}
+	heads = make(Heads, len(raw)/32)
+	for i := range heads {
+		copy(heads[i][:], raw[32*i:])
+	}
+	return heads, true
+}
+
 // SyncMessageNeeds returns how many changes a v1 sync message asks for by
 // hash (its "need" list), or 0 when msg is not a well-formed v1 message
 // as far as that list.
 func SyncMessageNeeds(msg []byte) int {
-	if len(msg) == 0 || msg[0] != 0x42 {
+	_, need, ok := syncHeader(msg)
+	if !ok || need < 0 {
 		return 0
 	}
-	b := msg[1:]
-	heads, n := binary.Uvarint(b)
-	if n <= 0 || heads > uint64(len(b))/32 {
-		return 0
-	}
-	b = b[n:]
-	if uint64(len(b)) < heads*32 {
-		return 0
-	}
-	b = b[heads*32:]
-	need, n := binary.Uvarint(b)
-	if n <= 0 || need > uint64(len(b)-n)/32 {
-		return 0
-	}
-	return int(need)
+	return need
 }

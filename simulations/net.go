@@ -1,7 +1,6 @@
 package simulations
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -144,7 +143,7 @@ func (e *endpoint) Close(code int, reason string) {
 // checkSentDurable fails the run unless n's disk holds every head the sync
 // message data announces.
 func (w *World) checkSentDurable(n *Node, id string, data []byte) {
-	heads, ok := syncHeads(data)
+	heads, ok := crdt.SyncMessageHeads(data)
 	if !ok || len(heads) == 0 {
 		return
 	}
@@ -175,28 +174,6 @@ func (w *World) checkSentDurable(n *Node, id string, data []byte) {
 		}
 		known[h] = true
 	}
-}
-
-// syncHeads reads the heads an automerge sync message announces: after
-// the message type byte 0x42 comes a LEB128 count and that many 32-byte
-// change hashes (automerge's sync message format, version 1).
-func syncHeads(data []byte) ([]crdt.Hash, bool) {
-	if len(data) < 2 || data[0] != 0x42 {
-		return nil, false
-	}
-	n, size := binary.Uvarint(data[1:])
-	if size <= 0 || n > uint64(len(data))/32 {
-		return nil, false
-	}
-	rest := data[1+size:]
-	if uint64(len(rest)) < 32*n {
-		return nil, false
-	}
-	out := make([]crdt.Hash, n)
-	for i := range out {
-		copy(out[i][:], rest[32*i:])
-	}
-	return out, true
 }
 
 // describe summarises a frame for the trace.
