@@ -44,33 +44,46 @@ const (
 )
 
 func (f *Faults) frame() frameFault {
-	if f.Lose+f.Duplicate+f.Reorder == 0 {
-		return frameOK
-	}
-	r := f.w.rng.Float64()
-	switch {
-	case r < f.Lose:
+	switch f.pick(f.Lose, f.Duplicate, f.Reorder) {
+	case 0:
 		return frameLose
-	case r < f.Lose+f.Duplicate:
+	case 1:
 		return frameDuplicate
-	case r < f.Lose+f.Duplicate+f.Reorder:
+	case 2:
 		return frameReorder
 	}
 	return frameOK
 }
 
 func (f *Faults) disk(*Node) DiskAction {
-	if f.CrashBeforeWrite+f.CrashAfterWrite+f.WriteError == 0 {
-		return DiskWrite
-	}
-	r := f.w.rng.Float64()
-	switch {
-	case r < f.CrashBeforeWrite:
+	switch f.pick(f.CrashBeforeWrite, f.CrashAfterWrite, f.WriteError) {
+	case 0:
 		return DiskCrashBefore
-	case r < f.CrashBeforeWrite+f.CrashAfterWrite:
+	case 1:
 		return DiskCrashAfter
-	case r < f.CrashBeforeWrite+f.CrashAfterWrite+f.WriteError:
+	case 2:
 		return DiskError
 	}
 	return DiskWrite
+}
+
+// pick draws which of the faults with probabilities ps happens, or -1 for
+// none. It draws from the generator only when some fault may happen.
+func (f *Faults) pick(ps ...float64) int {
+	var sum float64
+	for _, p := range ps {
+		sum += p
+	}
+	if sum == 0 {
+		return -1
+	}
+	r := f.w.rng.Float64()
+	var acc float64
+	for i, p := range ps {
+		acc += p
+		if r < acc {
+			return i
+		}
+	}
+	return -1
 }
