@@ -134,9 +134,15 @@ func newClient(name, storageID string, seed uint64) (*e2eClient, error) {
 // holds stay; their sync states start afresh, as a reconnecting
 // automerge-repo peer's do.
 func (c *e2eClient) connect(addr, peerID string) error {
+	return c.connectURL("ws://"+addr+"/", peerID)
+}
+
+// connectURL is connect to a full URL (a token in its query, for the
+// hostile-auth suite).
+func (c *e2eClient) connectURL(url, peerID string) error {
 	c.disconnect()
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	ws, _, err := d.Dial("ws://"+addr+"/", nil)
+	ws, _, err := d.Dial(url, nil)
 	if err != nil {
 		return fmt.Errorf("%s: dial: %w", c.name, err)
 	}

@@ -401,42 +401,6 @@ func (h *hostileRelay) summary(t *testing.T, title string) {
 	t.Log(b.String())
 }
 
-// connectURL is connect with the URL given (a token in its query): connect
-// itself dials ws://addr/ without credentials.
-func (c *e2eClient) connectURL(url, peerID string) error {
-	c.disconnect()
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	ws, _, err := d.Dial(url, nil)
-	if err != nil {
-		return fmt.Errorf("%s: dial: %w", c.name, err)
-	}
-	c.ws, c.peerID = ws, peerID
-	c.inbox = make(chan inbound, 256)
-	c.quit = make(chan struct{})
-	go readLoop(ws, c.inbox, c.quit)
-	for _, d := range c.docs {
-		d.sync = crdt.NewSyncState(d.doc)
-		d.synced = false
-	}
-	if err := c.send(wire.Message{Type: wire.TypeJoin, SenderID: peerID, PeerMetadata: &wire.PeerMetadata{StorageID: c.storageID}, SupportedProtocolVersions: []string{wire.ProtocolV1}}); err != nil {
-		return err
-	}
-	m, err := c.next(time.Now().Add(10 * time.Second))
-	if err != nil {
-		return fmt.Errorf("%s: waiting for peer: %w", c.name, err)
-	}
-	if m.Type != wire.TypePeer {
-		return fmt.Errorf("%s: got %q (%s) instead of peer", c.name, m.Type, m.ErrorMessage)
-	}
-	c.serverID = m.SenderID
-	for _, id := range c.order {
-		if err := c.syncDoc(c.docs[id], wire.TypeSync); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // createLarge makes a new document holding a blob of n random bytes and
 // offers it to the relay, as create does.
 func (c *e2eClient) createLarge(n int) (string, error) {
