@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/amsync/amsync/crdt"
+	"github.com/amsync/amsync/crdt/amcheck"
 	"github.com/amsync/amsync/engine/wire"
 	"github.com/amsync/amsync/peer"
 )
@@ -1013,48 +1014,15 @@ func chaosWSFrame(b []byte) (op byte, payload []byte, n int, ok bool) {
 // chaosSyncSummary describes an automerge sync message: its heads, how
 // many hashes it needs and how many changes it carries.
 func chaosSyncSummary(msg []byte) string {
-	if len(msg) == 0 || msg[0] != 0x42 {
-		return "(not a v1 sync message)"
+	m, err := amcheck.ParseSyncMessage(msg, amcheck.Limits{})
+	if err != nil {
+		return fmt.Sprintf("(unparsed: %v)", err)
 	}
-	b := msg[1:]
-	hashes := func() ([]string, bool) {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)) {
-			return nil, false
-		}
-		b = b[k:]
-		var out []string
-		for range n {
-			if len(b) < 32 {
-				return nil, false
-			}
-			out = append(out, fmt.Sprintf("%x", b[:6]))
-			b = b[32:]
-		}
-		return out, true
+	heads := make([]string, len(m.Heads))
+	for i, h := range m.Heads {
+		heads[i] = fmt.Sprintf("%x", h[:6])
 	}
-	heads, ok1 := hashes()
-	need, ok2 := hashes()
-	if !ok1 || !ok2 {
-		return "(truncated)"
-	}
-	haves, k := binary.Uvarint(b)
-	if k <= 0 {
-		return fmt.Sprintf("heads %v need %d", heads, len(need))
-	}
-	b = b[k:]
-	for range haves {
-		if _, ok := hashes(); !ok {
-			return fmt.Sprintf("heads %v need %d", heads, len(need))
-		}
-		bl, k := binary.Uvarint(b)
-		if k <= 0 || bl > uint64(len(b)-k) {
-			return fmt.Sprintf("heads %v need %d", heads, len(need))
-		}
-		b = b[k+int(bl):]
-	}
-	changes, _ := binary.Uvarint(b)
-	return fmt.Sprintf("heads %v need %d changes %d (%d bytes)", heads, len(need), changes, len(msg))
+	return fmt.Sprintf("heads %v need %d changes %d (%d bytes)", heads, len(m.Need), len(m.Changes), len(msg))
 }
 
 // ---------------------------------------------------------------------------
