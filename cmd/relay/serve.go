@@ -49,6 +49,7 @@ type serveOptions struct {
 	joinTimeout    time.Duration
 	inflightConn   int64
 	inflight       int64
+	debugAddr      string
 	cluster        clusterOptions
 }
 
@@ -88,6 +89,7 @@ func serveFlags(fs *flag.FlagSet, o *serveOptions, getenv func(string) string) {
 	fs.Int64Var(&o.inflightConn, "max-inflight-bytes-per-connection", 16<<20, "bytes one connection may have sent that are not processed yet; beyond, it is not read until they are (a connection with nothing in flight may always send one frame)")
 	fs.Int64Var(&o.inflight, "max-inflight-bytes", 256<<20, "bytes all connections together may have sent that are not processed yet; beyond, connections are read one frame at a time")
 	fs.BoolVar(&o.validateSync, "validate-sync", true, "parse and bound every sync message in Go before the automerge core sees it (false leaves process isolation as the only defence)")
+	fs.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 8*time.Second, "how long a graceful shutdown may take")
 	clusterFlags(fs, &o.cluster, getenv)
 }
@@ -207,6 +209,20 @@ func listenAndServe(ctx context.Context, r *wsrelay.Relay, h http.Handler, o ser
 		}
 		serveErr <- httpSrv.Serve(ln)
 	}()
+	if o.debugAddr != "" {
+		dln, err := net.Listen("tcp", o.debugAddr)
+		if err != nil {
+			_ = httpSrv.Close()
+			sctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			r.Shutdown(sctx)
+			return fmt.Errorf("listen -debug-addr %s: %w", o.debugAddr, err)
+		}
+		debugSrv := &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = debugSrv.Serve(dln) }()
+		defer debugSrv.Close()
+		log.Info("profiler listening", "addr", dln.Addr().String())
+	}
 	log.Info("relay listening", "addr", ln.Addr().String(), "peer_id", r.Engine.PeerID(), "storage_id", r.Engine.StorageID())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
