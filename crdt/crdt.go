@@ -443,3 +443,47 @@ func SyncMessageNeeds(msg []byte) int {
 	}
 	return need
 }
+
+// SyncMessageChanges returns how many changes a v1 sync message carries,
+// or -1 when msg is not a well-formed v1 message as far as that count. A
+// message with none (an acknowledgement, a request) cannot change the
+// receiving document.
+func SyncMessageChanges(msg []byte) int {
+	heads, need, ok := syncHeader(msg)
+	if !ok || need < 0 {
+		return -1
+	}
+	b := msg[1:]
+	_, size := binary.Uvarint(b) // heads count, already checked
+	b = b[size+len(heads):]
+	_, size = binary.Uvarint(b) // need count, already checked
+	b = b[size+32*need:]
+	skipHashes := func() bool {
+		n, size := binary.Uvarint(b)
+		if size <= 0 || n > uint64(len(b)-size)/32 {
+			return false
+		}
+		b = b[size+32*int(n):]
+		return true
+	}
+	haves, size := binary.Uvarint(b)
+	if size <= 0 || haves > uint64(len(b)) {
+		return -1
+	}
+	b = b[size:]
+	for range haves {
+		if !skipHashes() {
+			return -1
+		}
+		n, size := binary.Uvarint(b) // bloom filter bytes
+		if size <= 0 || n > uint64(len(b)-size) {
+			return -1
+		}
+		b = b[size+int(n):]
+	}
+	changes, size := binary.Uvarint(b)
+	if size <= 0 || changes > uint64(len(b)) {
+		return -1
+	}
+	return int(changes)
+}

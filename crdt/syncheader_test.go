@@ -97,3 +97,49 @@ func FuzzSyncMessageNeeds(f *testing.F) {
 		}
 	})
 }
+
+func TestSyncMessageChangesCountsTheChangesOfRealMessages(t *testing.T) {
+	d, msg := realSyncMessage(t)
+	// A first message from a fresh state announces heads and carries no
+	// changes.
+	assert.Equal(t, 0, crdt.SyncMessageChanges(msg))
+	assert.Equal(t, 0, crdt.SyncMessageChanges(crdt.HeadsMessage(d.Heads())))
+
+	// A peer that knows nothing asks; the reply carries all 3 changes.
+	e, err := crdt.New("0b")
+	require.NoError(t, err)
+	theirs := crdt.NewSyncState(e)
+	ours := crdt.NewSyncState(d)
+	_, err = theirs.Receive(msg)
+	require.NoError(t, err)
+	req, ok := theirs.Generate()
+	require.True(t, ok)
+	assert.Equal(t, 0, crdt.SyncMessageChanges(req))
+	_, err = ours.Receive(req)
+	require.NoError(t, err)
+	reply, ok := ours.Generate()
+	require.True(t, ok)
+	assert.Equal(t, 3, crdt.SyncMessageChanges(reply))
+
+	for _, bad := range [][]byte{nil, {0x42}, {0x42, 0}, {0x42, 0, 0}, {0x42, 0, 0, 1}, {0x42, 0, 0, 1, 0, 5, 1}} {
+		assert.Equal(t, -1, crdt.SyncMessageChanges(bad), "%x", bad)
+	}
+	assert.Equal(t, 0, crdt.SyncMessageChanges([]byte{0x42, 0, 0, 0, 0}))
+}
+
+func FuzzSyncMessageChanges(f *testing.F) {
+	d, msg := realSyncMessage(f)
+	f.Add(msg)
+	f.Add(crdt.HeadsMessage(d.Heads()))
+	f.Add([]byte{0x42, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n := crdt.SyncMessageChanges(data)
+		require.GreaterOrEqual(t, n, -1)
+		// Every change takes at least one byte (its length).
+		require.LessOrEqual(t, n, len(data))
+		if n >= 0 {
+			_, ok := crdt.SyncMessageHeads(data)
+			require.True(t, ok)
+		}
+	})
+}

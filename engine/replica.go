@@ -32,6 +32,10 @@ type Replica struct {
 	doc   *crdt.Doc
 	peers map[PeerKey]*replicaPeer
 
+	// heads are the document's heads, refreshed whenever a step does
+	// something that can change them (a heads query is a call into the
+	// core, and most steps, acknowledgements, change nothing).
+	heads      crdt.Heads
 	savedHeads crdt.Heads
 	chunks     map[string]savedChunk // key.String() -> chunk, snapshot and incremental
 	snapBytes  int
@@ -43,6 +47,13 @@ type replicaPeer struct {
 	storageID string
 	persisted []byte // last sync state written to the store
 	told      bool   // we have sent this peer a message since it attached
+	// dirty: the sync state may differ from persisted (a message was
+	// received since it was last encoded, or it is new). Only receiving
+	// changes what automerge persists (the shared heads).
+	dirty bool
+	// responded: automerge has generated a message from this sync state
+	// (its have_responded flag).
+	responded bool
 }
 
 type savedChunk struct {
@@ -183,8 +194,9 @@ func LoadReplica(id string, actor crdt.ActorID, chunks []store.Chunk) (*Replica,
 		return nil, fmt.Errorf("engine: load document %s: %w", id, err)
 	}
 	r.doc = doc
+	r.heads = doc.Heads()
 	if len(all) > 0 {
-		r.savedHeads = doc.Heads()
+		r.savedHeads = r.heads
 	}
 	return r, nil
 }
@@ -194,7 +206,7 @@ func LoadReplica(id string, actor crdt.ActorID, chunks []store.Chunk) (*Replica,
 func (r *Replica) Doc() *crdt.Doc { return r.doc }
 
 // Heads returns the document's heads.
-func (r *Replica) Heads() crdt.Heads { return r.doc.Heads() }
+func (r *Replica) Heads() crdt.Heads { return r.heads }
 
 // SyncStates returns the encoded sync state of every attached peer.
 func (r *Replica) SyncStates() map[PeerKey][]byte {
@@ -222,6 +234,7 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 		}
 		if p.sync == nil {
 			p.sync = crdt.NewSyncState(r.doc)
+			p.dirty = true
 		}
 		r.peers[a.Peer] = p
 	}
@@ -229,18 +242,18 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 	for _, k := range in.Reset {
 		if p, ok := r.peers[k]; ok {
 			p.sync = crdt.NewSyncState(r.doc)
-			p.told = false
+			p.told, p.responded, p.dirty = false, false, true
 		}
 	}
 
-	before := r.doc.Heads()
+	before := r.heads
 	for _, raw := range in.Remote {
 		out.RemoteErrors = append(out.RemoteErrors, r.doc.ApplyChanges(raw))
 	}
-	own := before
 	if len(in.Remote) > 0 {
-		own = r.doc.Heads()
+		r.heads = r.doc.Heads()
 	}
+	own := r.heads
 	for _, c := range in.Changes {
 		_, err := r.doc.Change(c.At, c.Message, c.Fn)
 		out.ChangeErrors = append(out.ChangeErrors, err)
@@ -248,6 +261,9 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 
 	for _, raw := range in.RawChanges {
 		out.ChangeErrors = append(out.ChangeErrors, r.doc.ApplyChanges(raw))
+	}
+	if len(in.Changes) > 0 || len(in.RawChanges) > 0 {
+		r.heads = r.doc.Heads()
 	}
 
 	// Every message gets its own reply, generated right after it is
@@ -260,7 +276,14 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			out.Rejected = append(out.Rejected, Rejected{Peer: m.Peer, Err: fmt.Errorf("%w: peer %s not attached", ErrRejected, m.Peer)})
 			continue
 		}
+		changes := crdt.SyncMessageChanges(m.Data)
+		p.dirty = true
 		theirs, err := p.sync.Receive(m.Data)
+		if changes != 0 {
+			// It carried changes (or could not be counted): they may
+			// have been applied, even when Receive then failed.
+			r.heads = r.doc.Heads()
+		}
 		if err != nil {
 			out.Rejected = append(out.Rejected, Rejected{Peer: m.Peer, Err: fmt.Errorf("%w: %v", ErrRejected, err)})
 			continue
@@ -269,23 +292,33 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			out.TheirHeads = map[PeerKey]crdt.Heads{}
 		}
 		out.TheirHeads[m.Peer] = theirs
+		needs := crdt.SyncMessageNeeds(m.Data)
+		if changes == 0 && needs == 0 && p.responded && theirs.Equal(r.heads) {
+			// An acknowledgement of everything we have from a peer we
+			// have answered before: automerge's generate would return
+			// nothing (it has responded, the heads are equal, and a peer
+			// holding all our changes has none to be sent), so the call
+			// is skipped. In fan-out that is one core call per reader
+			// per change.
+			continue
+		}
 		msg, ok := p.sync.Generate()
-		if !ok && crdt.SyncMessageNeeds(m.Data) > 0 {
+		if !ok && needs > 0 {
 			msg, ok = r.answerNeed(p, m.Data)
 		}
 		if ok {
 			out.Messages = append(out.Messages, PeerData{Peer: m.Peer, Data: msg})
-			p.told = true
+			p.told, p.responded = true, true
 		} else if !p.told {
 			// In sync already (it reconnected holding exactly our heads):
 			// automerge says nothing then, but the peer must hear our
 			// heads to know we have its changes.
-			out.Messages = append(out.Messages, PeerData{Peer: m.Peer, Data: crdt.HeadsMessage(r.doc.Heads())})
+			out.Messages = append(out.Messages, PeerData{Peer: m.Peer, Data: crdt.HeadsMessage(r.heads)})
 			p.told = true
 		}
 	}
 
-	after := r.doc.Heads()
+	after := r.heads
 	out.Heads = after
 	out.Empty = len(after) == 0
 	out.HeadsChanged = !before.Equal(after)
@@ -334,16 +367,18 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 		p := r.peers[k]
 		if msg, ok := p.sync.Generate(); ok {
 			out.Messages = append(out.Messages, PeerData{Peer: k, Data: msg})
-			p.told = true
+			p.told, p.responded = true, true
 		}
 	}
 
 	// Sync states ride along with document saves (they are cheap in the
 	// same batch), and are written on their own when asked to flush.
 	if len(out.Saves) > 0 || in.Flush {
-		pk := make([]PeerKey, 0, len(r.peers))
-		for k := range r.peers {
-			pk = append(pk, k)
+		var pk []PeerKey
+		for k, p := range r.peers {
+			if p.dirty {
+				pk = append(pk, k)
+			}
 		}
 		slices.Sort(pk)
 		for _, k := range pk {
@@ -373,13 +408,15 @@ func (r *Replica) answerNeed(p *replicaPeer, data []byte) ([]byte, bool) {
 		return nil, false
 	}
 	p.sync = fresh
+	p.responded = false
 	return fresh.Generate()
 }
 
 func (r *Replica) persistSync(k PeerKey, p *replicaPeer) []store.Op {
-	if p.storageID == "" || len(r.savedHeads) == 0 {
+	if !p.dirty || p.storageID == "" || len(r.savedHeads) == 0 {
 		return nil
 	}
+	p.dirty = false
 	enc := p.sync.Encode()
 	if slices.Equal(enc, p.persisted) {
 		return nil
