@@ -45,7 +45,10 @@ FUZZ_TARGETS := \
 	./cmd/relay:FuzzBackupDecoder \
 	./cmd/relay:FuzzParseAssignment \
 	./crdt:FuzzSyncMessageHeads \
-	./crdt:FuzzSyncMessageNeeds
+	./crdt:FuzzSyncMessageNeeds \
+	./crdt:FuzzSyncMessageChanges \
+	./engine/isolate:FuzzDecodeRequest \
+	./engine/isolate:FuzzDecodeResponse
 
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \

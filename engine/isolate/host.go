@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/amsync/amsync/crdt"
@@ -148,6 +149,7 @@ type worker struct {
 	exited chan struct{}
 	tail   *tailBuffer
 	closed bool
+	buf    []byte // request encoding buffer, reused under mu
 }
 
 func (w *worker) start() error {
@@ -159,14 +161,19 @@ func (w *worker) start() error {
 	// it the scheduler's cross-thread hand-offs on every request
 	// (measured: about a quarter of the CPU of an isolated step).
 	cmd.Env = append(os.Environ(), EnvWorker+"=1", "GOTRACEBACK=none", "GOMAXPROCS=1")
-	// Our own pipes (not cmd.StdinPipe/StdoutPipe): they are pollable, so
-	// a call can bound its reads and writes with deadlines on the calling
-	// goroutine, and Wait does not close them under a reader.
-	childIn, stdin, err := os.Pipe()
+	// Our own pipes (not cmd.StdinPipe/StdoutPipe, so that Wait does not
+	// close them under a reader), and blocking ones (not os.Pipe, whose
+	// ends Go registers with its network poller): a call writes its
+	// request and then sleeps in read(2) until the worker's answer wakes
+	// it. Through the poller the same read is an EAGAIN, a park, an
+	// epoll wake-up and a second read; on this kind of VM that was about a
+	// third of a call's CPU. The call's time limit is a timer that kills
+	// the worker, which ends a blocked read or write.
+	childIn, stdin, err := blockingPipe()
 	if err != nil {
 		return err
 	}
-	stdout, childOut, err := os.Pipe()
+	stdout, childOut, err := blockingPipe()
 	if err != nil {
 		childIn.Close()
 		stdin.Close()
@@ -234,17 +241,37 @@ func (w *worker) call(gen int64, req *request) (int64, response, error) {
 		return 0, response{}, engine.ErrReplicaLost
 	}
 	var resp response
-	deadline := time.Now().Add(w.h.cfg.CallTimeout)
-	w.stdin.SetWriteDeadline(deadline)
-	w.stdout.SetReadDeadline(deadline)
-	err := writeFrame(w.in, req)
+	var timedOut atomic.Bool
+	proc := w.cmd.Process
+	timer := time.AfterFunc(w.h.cfg.CallTimeout, func() {
+		timedOut.Store(true)
+		proc.Kill()
+	})
+	w.buf = appendRequest(w.buf[:0], req)
+	err := writeFrame(w.in, w.buf)
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil // do not pin a large upload's buffer
+	}
+	var body []byte
 	if err == nil {
-		err = readFrame(w.out, &resp)
+		body, err = readFrame(w.out)
+	}
+	if !timer.Stop() {
+		// The limit passed, and the worker is being killed, even if the
+		// answer made it: the call counts as timed out.
+		if err == nil {
+			err = os.ErrDeadlineExceeded
+		}
 	}
 	if err == nil {
-		return w.gen, resp, nil
+		if resp, err = decodeResponse(body); err != nil {
+			// The worker answered, but not in our format: not a crash of
+			// the core. Restart it all the same; its state is unknown.
+			err = fmt.Errorf("%w: %v", errFrame, err)
+		} else {
+			return w.gen, resp, nil
+		}
 	}
-	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 	// The worker died (or was killed) during this call.
 	w.cmd.Process.Kill()
 	<-w.exited
@@ -254,7 +281,7 @@ func (w *worker) call(gen int64, req *request) (int64, response, error) {
 	w.cmd = nil
 	w.h.crashes.Add(1)
 	reason := fmt.Sprintf("worker %d exited (%v)", w.idx, state)
-	if timedOut {
+	if timedOut.Load() {
 		reason = fmt.Sprintf("worker %d killed after %v", w.idx, w.h.cfg.CallTimeout)
 	}
 	if t := w.tail.last(); t != "" {
@@ -414,4 +441,14 @@ func (t *tailBuffer) last() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.Join(t.lines, " | ")
+}
+
+// blockingPipe returns a pipe whose ends Go does not register with its
+// network poller: reads and writes are plain blocking system calls.
+func blockingPipe() (r, w *os.File, err error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, fmt.Errorf("isolate: pipe: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }

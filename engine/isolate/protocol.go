@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/amsync/amsync/engine"
 	"github.com/amsync/amsync/engine/store"
 )
 
-// The host and its workers exchange length-prefixed CBOR frames over the
+// The host and its workers exchange length-prefixed frames over the
 // worker's stdin and stdout: one request, then its response, one at a time.
+// codec.go encodes their bodies.
 
 const maxFrame = 1 << 30
 
@@ -29,77 +28,67 @@ const (
 )
 
 type request struct {
-	Op     op                  `cbor:"1,keyasint"`
-	Doc    string              `cbor:"2,keyasint"`
-	Actor  string              `cbor:"3,keyasint,omitempty"`
-	Chunks []store.Chunk       `cbor:"4,keyasint,omitempty"`
-	In     engine.ReplicaInput `cbor:"5,keyasint,omitempty"`
+	Op     op
+	Doc    string
+	Actor  string
+	Chunks []store.Chunk
+	In     engine.ReplicaInput
 }
 
 type rejected struct {
-	Peer engine.PeerKey `cbor:"1,keyasint"`
-	Err  string         `cbor:"2,keyasint"`
+	Peer engine.PeerKey
+	Err  string
 }
 
 type output struct {
-	Saves        []store.Op                    `cbor:"1,keyasint,omitempty"`
-	Messages     []engine.PeerData             `cbor:"2,keyasint,omitempty"`
-	Rejected     []rejected                    `cbor:"3,keyasint,omitempty"`
-	TheirHeads   map[engine.PeerKey][][32]byte `cbor:"4,keyasint,omitempty"`
-	ChangeErrors []string                      `cbor:"5,keyasint,omitempty"`
-	Heads        [][32]byte                    `cbor:"6,keyasint,omitempty"`
-	HeadsChanged bool                          `cbor:"7,keyasint,omitempty"`
-	Empty        bool                          `cbor:"8,keyasint,omitempty"`
-	SavedBytes   int                           `cbor:"9,keyasint,omitempty"`
-	RemoteErrors []string                      `cbor:"10,keyasint,omitempty"`
-	Published    []byte                        `cbor:"11,keyasint,omitempty"`
+	Saves        []store.Op
+	Messages     []engine.PeerData
+	Rejected     []rejected
+	TheirHeads   map[engine.PeerKey][][32]byte
+	ChangeErrors []string
+	Heads        [][32]byte
+	HeadsChanged bool
+	Empty        bool
+	SavedBytes   int
+	RemoteErrors []string
+	Published    []byte
 }
 
 type response struct {
-	Err    string                    `cbor:"1,keyasint,omitempty"`
-	Out    *output                   `cbor:"2,keyasint,omitempty"`
-	States map[engine.PeerKey][]byte `cbor:"3,keyasint,omitempty"`
-	Data   []byte                    `cbor:"4,keyasint,omitempty"`
+	Err    string
+	Out    *output
+	States map[engine.PeerKey][]byte
+	Data   []byte
 }
-
-var (
-	encMode, _ = cbor.EncOptions{}.EncMode()
-	decMode, _ = cbor.DecOptions{MaxArrayElements: 1 << 24, MaxMapPairs: 1 << 24}.DecMode()
-)
 
 var errFrame = errors.New("isolate: bad frame")
 
-func writeFrame(w *bufio.Writer, v any) error {
-	b, err := encMode.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("isolate: encode: %w", err)
-	}
+// writeFrame writes one length-prefixed frame body and flushes it.
+func writeFrame(w *bufio.Writer, body []byte) error {
 	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(body)))
 	if _, err := w.Write(hdr[:]); err != nil {
 		return err
 	}
-	if _, err := w.Write(b); err != nil {
+	if _, err := w.Write(body); err != nil {
 		return err
 	}
 	return w.Flush()
 }
 
-func readFrame(r *bufio.Reader, v any) error {
+// readFrame reads one frame body into a buffer of its own.
+func readFrame(r *bufio.Reader) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return err
+		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n > maxFrame {
-		return fmt.Errorf("%w: %d bytes", errFrame, n)
+		return nil, fmt.Errorf("%w: %d bytes", errFrame, n)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return err
+		return nil, err
 	}
-	if err := decMode.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%w: %v", errFrame, err)
-	}
-	return nil
+	return b, nil
 }

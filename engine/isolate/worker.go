@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/amsync/amsync/crdt"
@@ -17,10 +19,39 @@ import (
 // (from this package's init) instead of running its main.
 const EnvWorker = "AMSYNC_CORE_WORKER"
 
+// EnvWorkerCPUProfile, when set in the host's environment to a directory,
+// makes every worker write a CPU profile of its life to
+// DIR/worker-PID.pprof (written when the host stops it cleanly). It is for
+// profiling the isolated core, which -debug-addr (the host process only)
+// cannot see.
+const EnvWorkerCPUProfile = "AMSYNC_WORKER_CPUPROFILE"
+
 func init() {
 	if os.Getenv(EnvWorker) == "1" {
-		os.Exit(serve(os.Stdin, os.Stdout))
+		stop := startProfile(os.Getenv(EnvWorkerCPUProfile))
+		code := serve(os.Stdin, os.Stdout)
+		stop()
+		os.Exit(code)
 	}
+}
+
+// startProfile starts a CPU profile into dir when dir is set, and returns
+// the function that ends it.
+func startProfile(dir string) func() {
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("worker-%d.pprof", os.Getpid())))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "isolate worker: cpu profile: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "isolate worker: cpu profile: %v\n", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // serve is the worker's loop: one request in, one response out, until the
@@ -30,17 +61,24 @@ func serve(in io.Reader, out io.Writer) int {
 	r := bufio.NewReaderSize(in, 64<<10)
 	w := bufio.NewWriterSize(out, 64<<10)
 	docs := map[string]*engine.Replica{}
+	var buf []byte
 	for {
-		var req request
-		if err := readFrame(r, &req); err != nil {
+		body, err := readFrame(r)
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return 0
 			}
 			fmt.Fprintf(os.Stderr, "isolate worker: %v\n", err)
 			return 3
 		}
+		req, err := decodeRequest(body)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "isolate worker: %v\n", err)
+			return 3
+		}
 		resp := handle(docs, &req)
-		if err := writeFrame(w, resp); err != nil {
+		buf = appendResponse(buf[:0], &resp)
+		if err := writeFrame(w, buf); err != nil {
 			fmt.Fprintf(os.Stderr, "isolate worker: %v\n", err)
 			return 3
 		}
