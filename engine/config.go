@@ -34,8 +34,9 @@ type Config struct {
 	Now func() time.Time
 	// Rand is the source of actor ids and storage ids. Default crypto/rand.
 	Rand io.Reader
-	// Go runs a document task. Default: go f(). Simulations queue the task
-	// and run it at a step of their choosing.
+	// Go runs a document task. Default: on a goroutine of a small pool of
+	// warm ones (warm.go), or a new goroutine when none is free.
+	// Simulations queue the task and run it at a step of their choosing.
 	Go func(f func())
 	// MaxLoadedDocs caps the documents held in memory; the least recently
 	// used idle one is evicted beyond it. Default 10000.
@@ -98,9 +99,6 @@ func (c *Config) validate() error {
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Reader
-	}
-	if c.Go == nil {
-		c.Go = func(f func()) { go f() }
 	}
 	if c.MaxLoadedDocs == 0 {
 		c.MaxLoadedDocs = 10000

@@ -63,6 +63,7 @@ type Engine struct {
 	actor     crdt.ActorID
 	seed      maphash.Seed
 	core      Core
+	pool      *warmPool // runs document tasks unless Config.Go is set
 
 	shards [64]shard
 
@@ -120,6 +121,10 @@ func New(cfg Config) (*Engine, error) {
 		subs:     map[int]func(string, crdt.Heads, bool){},
 		evSubs:   map[int]func(ChangeEvent){},
 		syncWake: make(chan struct{}),
+	}
+	if e.cfg.Go == nil {
+		e.pool = newWarmPool()
+		e.cfg.Go = e.pool.Go
 	}
 	e.life, e.stop = context.WithCancel(context.Background())
 	for i := range e.shards {
@@ -600,6 +605,9 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	if err := e.tasks.Wait(ctx); err != nil {
 		return fmt.Errorf("engine: close: %w", err)
+	}
+	if e.pool != nil {
+		e.pool.stop()
 	}
 	return nil
 }
