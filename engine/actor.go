@@ -62,6 +62,10 @@ type docPeer struct {
 	attached   bool   // attached to the current replica
 	kept       []byte // encoded sync state while the replica is evicted
 	theirHeads crdt.Heads
+	// sentHeads are the heads of the last sync message sent to the peer
+	// from the current replica (nil after a load: a fresh or resumed
+	// sync state has not responded yet).
+	sentHeads crdt.Heads
 }
 
 // docActor runs one document. Its queue is filled by sessions and the
@@ -87,6 +91,8 @@ type docActor struct {
 	order       []*Session // the keys of peers, sorted by session id
 	finders     []chan changeResult
 	published   map[[32]byte]struct{} // hashes of what this document published (notePublished)
+	heads       crdt.Heads            // the replica's heads after its last step (nil: not known)
+	deferred    []PeerData            // acknowledgements not yet received by the replica (deferAck)
 	awaiting    awaitState            // the Replicator's check before doc-unavailable (awaitRemote)
 
 	// guarded by e.lruMu
@@ -180,8 +186,10 @@ func (a *docActor) load() {
 		return
 	}
 	a.replica = r
+	a.heads = nil
 	for _, p := range a.peers {
 		p.attached = false
+		p.sentHeads = nil
 	}
 	a.e.stats.DocLoads.Add(1)
 }
@@ -205,10 +213,12 @@ func (a *docActor) dropReplica() {
 		a.replica.Close()
 	}
 	a.replica = nil
+	a.heads, a.deferred = nil, nil
 	a.e.untrack(a)
 	for _, p := range a.peers {
 		p.attached = false
 		p.kept = nil
+		p.sentHeads = nil
 	}
 }
 
@@ -277,6 +287,7 @@ func (a *docActor) process(evs []docEvent) {
 	var gone []*Session
 	announced := 0
 	var announce []*Session
+	var stepping map[PeerKey]bool // peers with a message in b.in.Receive
 	for _, s := range a.e.outboundSessions() {
 		if a.peers[s] == nil && s.track(a.id) {
 			a.peer(s)
@@ -321,6 +332,16 @@ func (a *docActor) process(evs []docEvent) {
 			if ev.msg.Type == wire.TypeRequest && p.status != statusHas {
 				p.status = statusWants
 			}
+			// An acknowledgement may wait unless a message its sender
+			// sent before it is in this batch: the waiting ones are
+			// received first, and order per peer must hold.
+			if !stepping[p.key] && a.deferAck(s, p, ev.msg) {
+				continue
+			}
+			if stepping == nil {
+				stepping = map[PeerKey]bool{}
+			}
+			stepping[p.key] = true
 			b.in.Receive = append(b.in.Receive, PeerData{Peer: p.key, Data: ev.msg.Data})
 		case evGone:
 			if p, ok := a.peers[ev.sess]; ok {
@@ -370,7 +391,11 @@ func (a *docActor) process(evs []docEvent) {
 			}
 		}
 	}
-	if a.replica != nil && (!b.idle() || len(a.finders) > 0 || len(announce) > 0) {
+	if a.replica != nil && (!b.idle() || len(a.finders) > 0 || len(announce) > 0 || len(a.deferred) >= maxDeferred) {
+		// Acknowledgements held back are received first, in their order
+		// and before anything their senders sent after them.
+		b.in.Receive = append(a.deferred, b.in.Receive...)
+		a.deferred = nil
 		for _, s := range announce {
 			if p := a.peers[s]; p != nil {
 				b.in.Always = append(b.in.Always, p.key)
@@ -465,6 +490,39 @@ func (a *docActor) vet(ev docEvent) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// maxDeferred bounds the acknowledgements a document holds back; one more
+// makes a step.
+const maxDeferred = 1024
+
+// deferAck holds back a sync message that only acknowledges: from a client
+// (not a remote we dialled, whose acknowledgements settle pending changes),
+// announcing exactly our heads, carrying no changes and asking for none,
+// after we sent it a message with those heads from this replica. The
+// replica would answer it with nothing (Replica.Step skips the generate),
+// so receiving it can wait for the next step the document makes anyway:
+// the next change, a departure, an eviction. In fan-out, the readers'
+// acknowledgements of a change arrive one by one, each a step (a call into
+// the core, with process isolation a round trip to a worker) that now
+// folds into the step of the next change. The peer's heads and status are
+// recorded now, as the step would have.
+func (a *docActor) deferAck(s *Session, p *docPeer, m wire.Message) bool {
+	if m.Type != wire.TypeSync || s.outbound || a.replica == nil || !p.attached ||
+		len(a.heads) == 0 || !p.sentHeads.Equal(a.heads) || len(a.deferred) >= maxDeferred {
+		return false
+	}
+	if crdt.SyncMessageChanges(m.Data) != 0 || crdt.SyncMessageNeeds(m.Data) != 0 {
+		return false
+	}
+	if hs, ok := crdt.SyncMessageHeads(m.Data); !ok || !hs.Equal(a.heads) {
+		return false
+	}
+	a.deferred = append(a.deferred, PeerData{Peer: p.key, Data: m.Data})
+	p.theirHeads = a.heads
+	p.status = statusHas
+	a.e.stats.AcksDeferred.Add(1)
 	return true
 }
 
@@ -654,6 +712,7 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 	}
 	// Durable: now the peers may learn of the new heads.
 	a.empty = out.Empty
+	a.heads = out.Heads
 	unavailable := a.unavailable()
 	for _, m := range out.Messages {
 		s := a.byKey[m.Peer]
@@ -667,6 +726,9 @@ func (a *docActor) commit(b batch, out ReplicaOutput) {
 			typ = wire.TypeRequest
 		}
 		s.send(wire.Message{Type: typ, SenderID: a.e.peerID, TargetID: s.PeerID(), DocumentID: a.id, Data: m.Data})
+		if hs, ok := crdt.SyncMessageHeads(m.Data); ok {
+			a.peers[s].sentHeads = hs
+		}
 	}
 	a.sendUnavailable(unavailable)
 	if pending != nil {
@@ -850,7 +912,8 @@ func (a *docActor) evict() {
 		a.e.untrack(a)
 		return
 	}
-	out, err := a.replica.Step(ReplicaInput{Flush: true})
+	out, err := a.replica.Step(ReplicaInput{Flush: true, Receive: a.deferred})
+	a.deferred = nil
 	if err == nil && len(out.Saves) > 0 {
 		err = a.e.cfg.Store.Apply(context.Background(), out.Saves)
 	}

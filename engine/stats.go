@@ -29,6 +29,7 @@ type Stats struct {
 	RemoteApplied  atomic.Int64 // ApplyRemote inputs applied to a loaded replica
 	RemoteStored   atomic.Int64 // ApplyRemote inputs written to the store without loading the document
 	RemoteSkipped  atomic.Int64 // ApplyRemote inputs this engine had published itself
+	AcksDeferred   atomic.Int64 // acknowledgements held back to the document's next step (deferAck)
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
@@ -41,6 +42,7 @@ type StatsSnapshot struct {
 	Published, PublishErrors                                  int64
 	PublishTime                                               time.Duration
 	RemoteApplied, RemoteStored, RemoteSkipped                int64
+	AcksDeferred                                              int64
 }
 
 func (s *Stats) observeSave(d time.Duration) { s.SaveNanos.Add(int64(d)) }
@@ -54,5 +56,6 @@ func (s *Stats) snapshot() StatsSnapshot {
 		Saves: s.Saves.Load(), CoreCrashes: s.CoreCrashes.Load(), Refused: s.Refused.Load(), SaveTime: time.Duration(s.SaveNanos.Load()),
 		Published: s.Published.Load(), PublishErrors: s.PublishErrors.Load(), PublishTime: time.Duration(s.PublishNanos.Load()),
 		RemoteApplied: s.RemoteApplied.Load(), RemoteStored: s.RemoteStored.Load(), RemoteSkipped: s.RemoteSkipped.Load(),
+		AcksDeferred: s.AcksDeferred.Load(),
 	}
 }

@@ -71,6 +71,7 @@ func newMetrics(s *Server) *metrics {
 	gauge("documents_active", "Documents with a running actor or connected peers.", func() float64 { return float64(eng.Stats().DocsActive) })
 	gauge("documents_loaded", "Documents held in memory.", func() float64 { return float64(eng.Stats().DocsLoaded) })
 	counter("document_loads_total", "Documents loaded from the store.", func() float64 { return float64(eng.Stats().DocLoads) })
+	counter("acks_deferred_total", "Acknowledgements from clients held back to the document's next step instead of a step of their own.", func() float64 { return float64(eng.Stats().AcksDeferred) })
 	counter("document_evictions_total", "Documents evicted from memory.", func() float64 { return float64(eng.Stats().Evictions) })
 	counter("messages_received_total", "Protocol messages received.", func() float64 { return float64(eng.Stats().FramesIn) })
 	counter("messages_sent_total", "Protocol messages queued to peers.", func() float64 { return float64(eng.Stats().FramesOut) })
