@@ -3,9 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
-	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
