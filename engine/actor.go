@@ -81,19 +81,21 @@ type docActor struct {
 	queue   []docEvent
 	running bool
 
-	replica     CoreReplica
-	empty       bool // the replica had no changes after the last step
-	lostState   bool // the last replica was lost with its sync states
-	broken      error
-	quarantined time.Time // no load before this time: the document aborts the core
-	peers       map[*Session]*docPeer
-	byKey       map[PeerKey]*Session
-	order       []*Session // the keys of peers, sorted by session id
-	finders     []chan changeResult
-	published   map[[32]byte]struct{} // hashes of what this document published (notePublished)
-	heads       crdt.Heads            // the replica's heads after its last step (nil: not known)
-	deferred    []PeerData            // acknowledgements not yet received by the replica (deferAck)
-	awaiting    awaitState            // the Replicator's check before doc-unavailable (awaitRemote)
+	replica      CoreReplica
+	empty        bool // the replica had no changes after the last step
+	lostState    bool // the last replica was lost with its sync states
+	broken       error
+	quarantined  time.Time // no load before this time: the document aborts the core
+	peers        map[*Session]*docPeer
+	byKey        map[PeerKey]*Session
+	order        []*Session // the keys of peers, sorted by session id
+	finders      []chan changeResult
+	published    map[[32]byte]struct{} // hashes of what this document published (notePublished)
+	heads        crdt.Heads            // the replica's heads after its last step (nil: not known)
+	deferred     []PeerData            // acknowledgements not yet received by the replica (deferAck)
+	deferredLen  int                   // their bytes
+	deferredDone []func()              // their frames' done callbacks (Session.HandleFrameThen)
+	awaiting     awaitState            // the Replicator's check before doc-unavailable (awaitRemote)
 
 	// guarded by e.lruMu
 	elem     *list.Element
@@ -213,7 +215,9 @@ func (a *docActor) dropReplica() {
 		a.replica.Close()
 	}
 	a.replica = nil
-	a.heads, a.deferred = nil, nil
+	a.heads, a.deferred, a.deferredLen = nil, nil, 0
+	a.releaseDeferred(a.deferredDone)
+	a.deferredDone = nil
 	a.e.untrack(a)
 	for _, p := range a.peers {
 		p.attached = false
@@ -294,7 +298,7 @@ func (a *docActor) process(evs []docEvent) {
 			announce = append(announce, s)
 		}
 	}
-	for _, ev := range evs {
+	for i, ev := range evs {
 		switch ev.kind {
 		case evAnnounce:
 			announced++
@@ -336,6 +340,10 @@ func (a *docActor) process(evs []docEvent) {
 			// sent before it is in this batch: the waiting ones are
 			// received first, and order per peer must hold.
 			if !stepping[p.key] && a.deferAck(s, p, ev.msg) {
+				// Its frame stays counted against the connection's and
+				// the relay's in-flight budgets until it is received.
+				a.deferredDone = append(a.deferredDone, ev.done)
+				evs[i].done = nil
 				continue
 			}
 			if stepping == nil {
@@ -391,11 +399,14 @@ func (a *docActor) process(evs []docEvent) {
 			}
 		}
 	}
-	if a.replica != nil && (!b.idle() || len(a.finders) > 0 || len(announce) > 0 || len(a.deferred) >= maxDeferred) {
+	if a.replica != nil && (!b.idle() || len(a.finders) > 0 || len(announce) > 0 ||
+		len(a.deferred) >= maxDeferred || a.deferredLen >= maxDeferredBytes) {
 		// Acknowledgements held back are received first, in their order
 		// and before anything their senders sent after them.
 		b.in.Receive = append(a.deferred, b.in.Receive...)
-		a.deferred = nil
+		a.deferred, a.deferredLen = nil, 0
+		defer a.releaseDeferred(a.deferredDone)
+		a.deferredDone = nil
 		for _, s := range announce {
 			if p := a.peers[s]; p != nil {
 				b.in.Always = append(b.in.Always, p.key)
@@ -493,9 +504,23 @@ func (a *docActor) vet(ev docEvent) bool {
 	return true
 }
 
-// maxDeferred bounds the acknowledgements a document holds back; one more
-// makes a step.
-const maxDeferred = 1024
+// maxDeferred and maxDeferredBytes bound the acknowledgements a document
+// holds back (count and bytes); past either, the next event makes a step. The frames of held-back
+// acknowledgements also stay counted in the in-flight budgets
+// (wsrelay's -max-inflight-bytes*), which bound them across documents.
+const (
+	maxDeferred      = 1024
+	maxDeferredBytes = 1 << 20
+)
+
+// releaseDeferred reports the frames of held-back acknowledgements done.
+func (a *docActor) releaseDeferred(done []func()) {
+	for _, d := range done {
+		if d != nil {
+			d()
+		}
+	}
+}
 
 // deferAck holds back a sync message that only acknowledges: from a client
 // (not a remote we dialled, whose acknowledgements settle pending changes),
@@ -520,6 +545,7 @@ func (a *docActor) deferAck(s *Session, p *docPeer, m wire.Message) bool {
 		return false
 	}
 	a.deferred = append(a.deferred, PeerData{Peer: p.key, Data: m.Data})
+	a.deferredLen += len(m.Data)
 	p.theirHeads = a.heads
 	p.status = statusHas
 	a.e.stats.AcksDeferred.Add(1)
@@ -913,7 +939,9 @@ func (a *docActor) evict() {
 		return
 	}
 	out, err := a.replica.Step(ReplicaInput{Flush: true, Receive: a.deferred})
-	a.deferred = nil
+	a.deferred, a.deferredLen = nil, 0
+	a.releaseDeferred(a.deferredDone)
+	a.deferredDone = nil
 	if err == nil && len(out.Saves) > 0 {
 		err = a.e.cfg.Store.Apply(context.Background(), out.Saves)
 	}

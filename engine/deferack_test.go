@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -80,15 +81,15 @@ func TestReadersAcknowledgementsFoldIntoTheNextStep(t *testing.T) {
 		assert.Equal(t, int64(1), core.steps.Load()-steps, "change %d: steps", i)
 	}
 
-	// A reader that leaves has its sync state persisted as of its last
-	// (held back) acknowledgement: the current heads.
+	// A reader that leaves has its sync state persisted at once, as of
+	// its last (held back) acknowledgement: the heads it left with.
 	heads := w.docs[docA].Heads()
 	readers[0].sess.Closed()
 	h.drain()
 	st, err := mem.Load(context.Background(), store.Key{docA, store.KindSyncState, "s1"})
 	require.NoError(t, err)
 	for _, hd := range heads {
-		assert.True(t, bytes.Contains(st, hd[:]), "persisted sync state holds the current heads")
+		assert.True(t, bytes.Contains(st, hd[:]), "persisted sync state of the departed reader holds the heads it left with")
 	}
 
 	// Eviction receives what is held back before it persists.
@@ -158,5 +159,41 @@ func TestHeldBackAcknowledgementKeepsItsSendersOrder(t *testing.T) {
 	h.settle(w, r)
 	for _, c := range []*client{w, r} {
 		assert.Equal(t, map[string]any{"n": int64(2), "m": "from r"}, value(t, c.docs[docA]), c.id)
+	}
+}
+
+// At shutdown the departures that closing the connections makes receive
+// the acknowledgements held back, then persist the sync states, before
+// Close returns.
+func TestCloseDetachesAndPersistsAtOnce(t *testing.T) {
+	mem := store.NewMemStore()
+	h := newHarness(t, mem)
+	w, r := h.connect("w", "sw"), h.connect("r", "sr")
+	w.edit(docA, "n", int64(1))
+	w.sync(docA, wire.TypeSync)
+	h.settle(w, r)
+	r.sync(docA, wire.TypeRequest)
+	h.settle(w, r)
+	w.edit(docA, "n", int64(2))
+	w.sync(docA, wire.TypeSync)
+	h.settle(w, r) // the reader's acknowledgement of n=2 is held back
+
+	done := make(chan error, 1)
+	go func() { done <- h.eng.Close(context.Background()) }()
+	// The harness runs document tasks by hand: run them until Close returns.
+	for {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			st, err := mem.Load(context.Background(), store.Key{docA, store.KindSyncState, "sr"})
+			require.NoError(t, err)
+			for _, hd := range w.docs[docA].Heads() {
+				assert.True(t, bytes.Contains(st, hd[:]), "the reader's sync state is persisted with the heads it acknowledged")
+			}
+			return
+		default:
+			h.drain()
+			runtime.Gosched()
+		}
 	}
 }
