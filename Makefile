@@ -47,6 +47,7 @@ FUZZ_TARGETS := \
 	./crdt:FuzzSyncMessageHeads \
 	./crdt:FuzzSyncMessageNeeds \
 	./crdt:FuzzSyncMessageChanges \
+	./crdt:FuzzSyncMessageNeed \
 	./engine/isolate:FuzzDecodeRequest \
 	./engine/isolate:FuzzDecodeResponse
 

@@ -487,3 +487,23 @@ func SyncMessageChanges(msg []byte) int {
 	}
 	return int(changes)
 }
+
+// SyncMessageNeed returns the change hashes a v1 sync message asks for by
+// hash (its "need" list), or nil when msg is not a well-formed v1 message
+// as far as that list.
+func SyncMessageNeed(msg []byte) []Hash {
+	heads, need, ok := syncHeader(msg)
+	if !ok || need <= 0 {
+		return nil
+	}
+	b := msg[1:]
+	_, size := binary.Uvarint(b)
+	b = b[size+len(heads):]
+	_, size = binary.Uvarint(b)
+	b = b[size:]
+	out := make([]Hash, need)
+	for i := range out {
+		copy(out[i][:], b[32*i:])
+	}
+	return out
+}

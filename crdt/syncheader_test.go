@@ -127,6 +127,31 @@ func TestSyncMessageChangesCountsTheChangesOfRealMessages(t *testing.T) {
 	assert.Equal(t, 0, crdt.SyncMessageChanges([]byte{0x42, 0, 0, 0, 0}))
 }
 
+func TestSyncMessageNeedReadsTheNeedList(t *testing.T) {
+	d, msg := realSyncMessage(t)
+	e, err := crdt.New("0b")
+	require.NoError(t, err)
+	// e learns d's heads without the changes: its next message needs them.
+	theirs := crdt.NewSyncState(e)
+	_, err = theirs.Receive(msg)
+	require.NoError(t, err)
+	req, ok := theirs.Generate()
+	require.True(t, ok)
+	assert.Equal(t, []crdt.Hash(d.Heads()), crdt.SyncMessageNeed(req))
+	assert.Nil(t, crdt.SyncMessageNeed(crdt.HeadsMessage(d.Heads())))
+	assert.Nil(t, crdt.SyncMessageNeed([]byte{0x42, 0, 5}))
+}
+
+func FuzzSyncMessageNeed(f *testing.F) {
+	_, msg := realSyncMessage(f)
+	f.Add(msg)
+	f.Add([]byte{0x42, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		need := crdt.SyncMessageNeed(data)
+		require.Equal(t, len(need), max(0, crdt.SyncMessageNeeds(data)))
+	})
+}
+
 func FuzzSyncMessageChanges(f *testing.F) {
 	d, msg := realSyncMessage(f)
 	f.Add(msg)

@@ -303,7 +303,7 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			continue
 		}
 		msg, ok := p.sync.Generate()
-		if !ok && needs > 0 {
+		if needs > 0 && (!ok || crdt.SyncMessageChanges(msg) == 0 && r.hasAny(crdt.SyncMessageNeed(m.Data))) {
 			msg, ok = r.answerNeed(p, m.Data)
 		}
 		if ok {
@@ -389,8 +389,24 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 	return out, nil
 }
 
+// hasAny reports whether the document holds any of the changes hs.
+func (r *Replica) hasAny(hs []crdt.Hash) bool {
+	for _, h := range hs {
+		if r.doc.HasChange(h) {
+			return true
+		}
+	}
+	return false
+}
+
 // answerNeed answers a peer that asks for changes by hash when automerge
-// generated nothing. automerge keeps a message "in flight" until the peer's
+// generated nothing, or a reply without a change although we hold some of
+// those asked for. The second case is the same stall in another form:
+// automerge leaves out of a reply every change it has recorded as sent in
+// this conversation, even when the peer says it lacks it; if the message
+// that carried it never arrived whole (simulation seed 1004, after a
+// timing change), both sides answer each other for ever, each holding a
+// change the other lacks. automerge keeps a message "in flight" until the peer's
 // heads cover the changes it sent, and says nothing while one is; but when
 // it left out a dependency of what it sent (the peer's bloom filter gave a
 // false positive), the peer can apply none of it and asks for the missing

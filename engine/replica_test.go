@@ -113,3 +113,56 @@ func TestReplicaRejectsGarbageWithoutSideEffects(t *testing.T) {
 	assert.Empty(t, out.Saves)
 	assert.True(t, out.Empty)
 }
+
+// A message lost in one conversation (here: dropped by the test) leaves
+// its changes recorded as sent in automerge's sync state, and automerge
+// leaves them out of every later reply, even when the peer asks for them
+// by hash. The replica restarts the conversation then, and the reply
+// carries what was asked (simulation seed 1004).
+func TestReplicaAnswersANeedItHadRecordedAsSent(t *testing.T) {
+	r, err := LoadReplica(docA, "aa", nil)
+	require.NoError(t, err)
+	peer, err := crdt.New("bb")
+	require.NoError(t, err)
+	ps := crdt.NewSyncState(peer)
+	change := func(i int) []PeerData {
+		out, err := r.Step(ReplicaInput{
+			Changes: []LocalChange{{At: time.Unix(int64(i), 0), Fn: func(tx *crdt.Tx) error {
+				return tx.Set([]any{fmt.Sprint("k", i)}, int64(i))
+			}}},
+			Generate: []PeerKey{"p"},
+		})
+		require.NoError(t, err)
+		return out.Messages
+	}
+	// deliver passes the replica's messages to the peer and the peer's
+	// answers back, until both are quiet.
+	deliver := func(msgs []PeerData) {
+		for range 20 {
+			for _, m := range msgs {
+				_, err := ps.Receive(m.Data)
+				require.NoError(t, err)
+			}
+			reply, ok := ps.Generate()
+			if !ok {
+				return
+			}
+			out, err := r.Step(ReplicaInput{Receive: []PeerData{{Peer: "p", Data: reply}}})
+			require.NoError(t, err)
+			msgs = out.Messages
+		}
+		t.Fatal("no quiescence")
+	}
+	_, err = r.Step(ReplicaInput{Attach: []PeerInit{{Peer: "p"}}})
+	require.NoError(t, err)
+	deliver(change(1))
+	require.Equal(t, r.Heads(), peer.Heads())
+
+	lost := change(2) // carries change 2: lost on the way
+	require.Len(t, lost, 1)
+	require.Equal(t, 1, crdt.SyncMessageChanges(lost[0].Data))
+	next := change(3) // carries change 3 only: 2 counts as sent
+	require.Len(t, next, 1)
+	deliver(next)
+	assert.Equal(t, r.Heads(), peer.Heads(), "the peer got change 2 after asking for it")
+}
