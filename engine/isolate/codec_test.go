@@ -1,6 +1,7 @@
 package isolate
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -145,4 +146,44 @@ func FuzzDecodeResponse(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, got, again)
 	})
+}
+
+// BenchmarkCodec encodes and decodes the frames of a typical fan-out step:
+// one sync message received, 100 readers to generate for, 100 messages
+// out. It is the per-call cost of the pipe protocol besides the system
+// calls (BenchmarkStep measures those).
+func BenchmarkCodec(b *testing.B) {
+	peers := make([]engine.PeerKey, 100)
+	msgs := make([]engine.PeerData, 100)
+	for i := range peers {
+		peers[i] = engine.PeerKey(fmt.Sprintf("session-%d/peer-%08x", i, i*7919))
+		msgs[i] = engine.PeerData{Peer: peers[i], Data: make([]byte, 240)}
+	}
+	req := request{Op: opStep, Doc: docID, In: engine.ReplicaInput{
+		Receive:  []engine.PeerData{{Peer: peers[0], Data: make([]byte, 300)}},
+		Generate: peers,
+	}}
+	var h [32]byte
+	resp := response{Out: &output{
+		Messages:   msgs,
+		Saves:      []store.Op{{Key: store.Key{docID, store.KindIncremental, "ab"}, Data: make([]byte, 200)}},
+		TheirHeads: map[engine.PeerKey][][32]byte{peers[0]: {h}},
+		Heads:      [][32]byte{h},
+	}}
+	var buf []byte
+	var bytes int
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendRequest(buf[:0], &req)
+		bytes = len(buf)
+		if _, err := decodeRequest(buf); err != nil {
+			b.Fatal(err)
+		}
+		buf = appendResponse(buf[:0], &resp)
+		bytes += len(buf)
+		if _, err := decodeResponse(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(bytes), "frame-bytes/op")
 }
