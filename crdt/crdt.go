@@ -394,92 +394,88 @@ func appendUvarint(b []byte, v uint64) []byte {
 	return append(b, byte(v))
 }
 
-// syncHeader reads the start of a v1 sync message (the format
-// HeadsMessage writes): the type byte 0x42, a LEB128 count and that many
-// 32-byte head hashes, then the "need" list the same way. heads holds the
-// hashes' bytes; need is -1 when the need list is cut short.
-func syncHeader(msg []byte) (heads []byte, need int, ok bool) {
-	if len(msg) < 2 || msg[0] != 0x42 {
-		return nil, 0, false
-	}
-	b := msg[1:]
-	nh, size := binary.Uvarint(b)
-	if size <= 0 || nh > uint64(len(b))/32 {
-		return nil, 0, false
-	}
-	b = b[size:]
-	if uint64(len(b)) < 32*nh {
-		return nil, 0, false
-	}
-	heads, b = b[:32*nh], b[32*nh:]
-	nn, size := binary.Uvarint(b)
-	if size <= 0 || nn > uint64(len(b)-size)/32 {
-		return heads, -1, true
-	}
-	return heads, int(nn), true
+// SyncSummary is what the start of a v1 sync message says, read without
+// the automerge core.
+type SyncSummary struct {
+	// Heads are the heads the sender announces.
+	Heads Heads
+	// Need counts the changes it asks for by hash; 0 when the list is cut
+	// short.
+	Need int
+	// Changes counts the changes it carries; -1 when they cannot be
+	// counted (the message is cut short before). A message with none (an
+	// acknowledgement, a request) cannot change the receiving document.
+	Changes int
 }
 
-// SyncMessageHeads returns the heads a v1 sync message announces, or
-// ok=false when msg does not start like one.
-func SyncMessageHeads(msg []byte) (heads Heads, ok bool) {
-	raw, _, ok := syncHeader(msg)
+// SummarizeSyncMessage reads the heads, the need list and the number of
+// changes of a v1 sync message (the format HeadsMessage writes: the type
+// byte 0x42; heads and need as a LEB128 count and that many 32-byte
+// hashes; the "have" entries, each a hash list and a bloom filter; the
+// changes). ok is false when msg does not start like one (then Changes is
+// -1).
+func SummarizeSyncMessage(msg []byte) (sum SyncSummary, ok bool) {
+	sum.Changes = -1
+	heads, need, rest, ok := syncHeader(msg)
 	if !ok {
-		return nil, false
+		return sum, false
 	}
-	heads = make(Heads, len(raw)/32)
-	for i := range heads {
-		copy(heads[i][:], raw[32*i:])
+	sum.Heads = hashesOf(heads)
+	if need == nil {
+		return sum, true
 	}
-	return heads, true
+	sum.Need = len(need) / 32
+	sum.Changes = countChanges(rest)
+	return sum, true
 }
 
-// SyncMessageNeeds returns how many changes a v1 sync message asks for by
-// hash (its "need" list), or 0 when msg is not a well-formed v1 message
-// as far as that list.
-func SyncMessageNeeds(msg []byte) int {
-	_, need, ok := syncHeader(msg)
-	if !ok || need < 0 {
-		return 0
+// syncHeader splits the start of a v1 sync message: heads and need hold
+// the hashes' bytes, rest what follows the need list. need is nil when the
+// need list is cut short (and empty, not nil, when it has no hash).
+func syncHeader(msg []byte) (heads, need, rest []byte, ok bool) {
+	if len(msg) < 2 || msg[0] != 0x42 {
+		return nil, nil, nil, false
 	}
-	return need
+	heads, b, ok := hashList(msg[1:])
+	if !ok {
+		return nil, nil, nil, false
+	}
+	need, rest, ok = hashList(b)
+	if !ok {
+		return heads, nil, nil, true
+	}
+	return heads, need, rest, true
 }
 
-// SyncMessageChanges returns how many changes a v1 sync message carries,
-// or -1 when msg is not a well-formed v1 message as far as that count. A
-// message with none (an acknowledgement, a request) cannot change the
-// receiving document.
-func SyncMessageChanges(msg []byte) int {
-	heads, need, ok := syncHeader(msg)
-	if !ok || need < 0 {
-		return -1
+// hashList reads a LEB128 count and that many 32-byte hashes from the
+// start of b.
+func hashList(b []byte) (hashes, rest []byte, ok bool) {
+	n, size := binary.Uvarint(b)
+	if size <= 0 || n > uint64(len(b)-size)/32 {
+		return nil, nil, false
 	}
-	b := msg[1:]
-	_, size := binary.Uvarint(b) // heads count, already checked
-	b = b[size+len(heads):]
-	_, size = binary.Uvarint(b) // need count, already checked
-	b = b[size+32*need:]
-	skipHashes := func() bool {
-		n, size := binary.Uvarint(b)
-		if size <= 0 || n > uint64(len(b)-size)/32 {
-			return false
-		}
-		b = b[size+32*int(n):]
-		return true
-	}
+	end := size + 32*int(n)
+	return b[size:end:end], b[end:], true
+}
+
+// countChanges reads the "have" entries of a v1 sync message and returns
+// the count of changes after them, or -1 when b is cut short.
+func countChanges(b []byte) int {
 	haves, size := binary.Uvarint(b)
 	if size <= 0 || haves > uint64(len(b)) {
 		return -1
 	}
 	b = b[size:]
 	for range haves {
-		if !skipHashes() {
+		_, rest, ok := hashList(b) // last sync heads
+		if !ok {
 			return -1
 		}
-		n, size := binary.Uvarint(b) // bloom filter bytes
-		if size <= 0 || n > uint64(len(b)-size) {
+		n, size := binary.Uvarint(rest) // bloom filter bytes
+		if size <= 0 || n > uint64(len(rest)-size) {
 			return -1
 		}
-		b = b[size+int(n):]
+		b = rest[size+int(n):]
 	}
 	changes, size := binary.Uvarint(b)
 	if size <= 0 || changes > uint64(len(b)) {
@@ -488,22 +484,46 @@ func SyncMessageChanges(msg []byte) int {
 	return int(changes)
 }
 
-// SyncMessageNeed returns the change hashes a v1 sync message asks for by
-// hash (its "need" list), or nil when msg is not a well-formed v1 message
-// as far as that list.
-func SyncMessageNeed(msg []byte) []Hash {
-	heads, need, ok := syncHeader(msg)
-	if !ok || need <= 0 {
-		return nil
-	}
-	b := msg[1:]
-	_, size := binary.Uvarint(b)
-	b = b[size+len(heads):]
-	_, size = binary.Uvarint(b)
-	b = b[size:]
-	out := make([]Hash, need)
+func hashesOf(raw []byte) []Hash {
+	out := make([]Hash, len(raw)/32)
 	for i := range out {
-		copy(out[i][:], b[32*i:])
+		copy(out[i][:], raw[32*i:])
 	}
 	return out
+}
+
+// SyncMessageHeads returns the heads a v1 sync message announces, or
+// ok=false when msg does not start like one.
+func SyncMessageHeads(msg []byte) (heads Heads, ok bool) {
+	raw, _, _, ok := syncHeader(msg)
+	if !ok {
+		return nil, false
+	}
+	return hashesOf(raw), true
+}
+
+// SyncMessageNeeds returns how many changes a v1 sync message asks for by
+// hash (its "need" list), or 0 when msg is not a well-formed v1 message
+// as far as that list.
+func SyncMessageNeeds(msg []byte) int {
+	_, need, _, _ := syncHeader(msg)
+	return len(need) / 32
+}
+
+// SyncMessageChanges returns how many changes a v1 sync message carries,
+// or -1 when msg is not a well-formed v1 message as far as that count.
+func SyncMessageChanges(msg []byte) int {
+	sum, _ := SummarizeSyncMessage(msg)
+	return sum.Changes
+}
+
+// SyncMessageNeed returns the change hashes a v1 sync message asks for by
+// hash (its "need" list), or nil when msg is not a well-formed v1 message
+// as far as that list or the list is empty.
+func SyncMessageNeed(msg []byte) []Hash {
+	_, need, _, _ := syncHeader(msg)
+	if len(need) == 0 {
+		return nil
+	}
+	return hashesOf(need)
 }

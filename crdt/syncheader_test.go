@@ -120,6 +120,15 @@ func TestSyncMessageChangesCountsTheChangesOfRealMessages(t *testing.T) {
 	reply, ok := ours.Generate()
 	require.True(t, ok)
 	assert.Equal(t, 3, crdt.SyncMessageChanges(reply))
+	sum, ok := crdt.SummarizeSyncMessage(reply)
+	require.True(t, ok)
+	assert.Equal(t, crdt.SyncSummary{Heads: d.Heads(), Need: 0, Changes: 3}, sum)
+	sum, ok = crdt.SummarizeSyncMessage(req)
+	require.True(t, ok)
+	assert.Equal(t, crdt.SyncMessageNeeds(req), sum.Need)
+	assert.Zero(t, sum.Changes)
+	_, ok = crdt.SummarizeSyncMessage([]byte{0x43})
+	assert.False(t, ok)
 
 	for _, bad := range [][]byte{nil, {0x42}, {0x42, 0}, {0x42, 0, 0}, {0x42, 0, 0, 1}, {0x42, 0, 0, 1, 0, 5, 1}} {
 		assert.Equal(t, -1, crdt.SyncMessageChanges(bad), "%x", bad)

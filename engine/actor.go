@@ -538,10 +538,7 @@ func (a *docActor) deferAck(s *Session, p *docPeer, m wire.Message) bool {
 		len(a.heads) == 0 || !p.sentHeads.Equal(a.heads) || len(a.deferred) >= maxDeferred {
 		return false
 	}
-	if crdt.SyncMessageChanges(m.Data) != 0 || crdt.SyncMessageNeeds(m.Data) != 0 {
-		return false
-	}
-	if hs, ok := crdt.SyncMessageHeads(m.Data); !ok || !hs.Equal(a.heads) {
+	if sum, ok := crdt.SummarizeSyncMessage(m.Data); !ok || sum.Changes != 0 || sum.Need != 0 || !sum.Heads.Equal(a.heads) {
 		return false
 	}
 	a.deferred = append(a.deferred, PeerData{Peer: p.key, Data: m.Data})

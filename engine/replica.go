@@ -276,10 +276,10 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			out.Rejected = append(out.Rejected, Rejected{Peer: m.Peer, Err: fmt.Errorf("%w: peer %s not attached", ErrRejected, m.Peer)})
 			continue
 		}
-		changes := crdt.SyncMessageChanges(m.Data)
+		sum, _ := crdt.SummarizeSyncMessage(m.Data)
 		p.dirty = true
 		theirs, err := p.sync.Receive(m.Data)
-		if changes != 0 {
+		if sum.Changes != 0 {
 			// It carried changes (or could not be counted): they may
 			// have been applied, even when Receive then failed.
 			r.heads = r.doc.Heads()
@@ -292,8 +292,7 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			out.TheirHeads = map[PeerKey]crdt.Heads{}
 		}
 		out.TheirHeads[m.Peer] = theirs
-		needs := crdt.SyncMessageNeeds(m.Data)
-		if changes == 0 && needs == 0 && p.responded && theirs.Equal(r.heads) {
+		if sum.Changes == 0 && sum.Need == 0 && p.responded && theirs.Equal(r.heads) {
 			// An acknowledgement of everything we have from a peer we
 			// have answered before: automerge's generate would return
 			// nothing (it has responded, the heads are equal, and a peer
@@ -303,7 +302,7 @@ func (r *Replica) Step(in ReplicaInput) (ReplicaOutput, error) {
 			continue
 		}
 		msg, ok := p.sync.Generate()
-		if needs > 0 && (!ok || crdt.SyncMessageChanges(msg) == 0 && r.hasAny(crdt.SyncMessageNeed(m.Data))) {
+		if sum.Need > 0 && (!ok || crdt.SyncMessageChanges(msg) == 0 && r.hasAny(crdt.SyncMessageNeed(m.Data))) {
 			msg, ok = r.answerNeed(p, m.Data)
 		}
 		if ok {
