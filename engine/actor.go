@@ -215,9 +215,9 @@ func (a *docActor) dropReplica() {
 		a.replica.Close()
 	}
 	a.replica = nil
-	a.heads, a.deferred, a.deferredLen = nil, nil, 0
-	a.releaseDeferred(a.deferredDone)
-	a.deferredDone = nil
+	a.heads = nil
+	_, release := a.takeDeferred() // dropped with the replica's sync states
+	release()
 	a.e.untrack(a)
 	for _, p := range a.peers {
 		p.attached = false
@@ -403,10 +403,9 @@ func (a *docActor) process(evs []docEvent) {
 		len(a.deferred) >= maxDeferred || a.deferredLen >= maxDeferredBytes) {
 		// Acknowledgements held back are received first, in their order
 		// and before anything their senders sent after them.
-		b.in.Receive = append(a.deferred, b.in.Receive...)
-		a.deferred, a.deferredLen = nil, 0
-		defer a.releaseDeferred(a.deferredDone)
-		a.deferredDone = nil
+		held, release := a.takeDeferred()
+		defer release()
+		b.in.Receive = append(held, b.in.Receive...)
 		for _, s := range announce {
 			if p := a.peers[s]; p != nil {
 				b.in.Always = append(b.in.Always, p.key)
@@ -513,11 +512,17 @@ const (
 	maxDeferredBytes = 1 << 20
 )
 
-// releaseDeferred reports the frames of held-back acknowledgements done.
-func (a *docActor) releaseDeferred(done []func()) {
-	for _, d := range done {
-		if d != nil {
-			d()
+// takeDeferred hands over the held-back acknowledgements and empties the
+// hold; release reports their frames done, once the step that receives
+// them has run (or they are dropped).
+func (a *docActor) takeDeferred() (held []PeerData, release func()) {
+	held, done := a.deferred, a.deferredDone
+	a.deferred, a.deferredLen, a.deferredDone = nil, 0, nil
+	return held, func() {
+		for _, d := range done {
+			if d != nil {
+				d()
+			}
 		}
 	}
 }
@@ -935,10 +940,9 @@ func (a *docActor) evict() {
 		a.e.untrack(a)
 		return
 	}
-	out, err := a.replica.Step(ReplicaInput{Flush: true, Receive: a.deferred})
-	a.deferred, a.deferredLen = nil, 0
-	a.releaseDeferred(a.deferredDone)
-	a.deferredDone = nil
+	held, release := a.takeDeferred()
+	out, err := a.replica.Step(ReplicaInput{Flush: true, Receive: held})
+	release()
 	if err == nil && len(out.Saves) > 0 {
 		err = a.e.cfg.Store.Apply(context.Background(), out.Saves)
 	}
