@@ -51,17 +51,12 @@ func (e *encoder) hashes(hs [][32]byte) {
 	}
 }
 
-func (e *encoder) strs(ss []string) {
+// appendStrings encodes a list of strings: error texts, peer keys, store
+// keys. (Methods cannot have type parameters.)
+func appendStrings[S ~string](e *encoder, ss []S) {
 	e.uvarint(uint64(len(ss)))
 	for _, s := range ss {
-		e.str(s)
-	}
-}
-
-func (e *encoder) peers(ks []engine.PeerKey) {
-	e.uvarint(uint64(len(ks)))
-	for _, k := range ks {
-		e.str(string(k))
+		e.str(string(s))
 	}
 }
 
@@ -80,10 +75,6 @@ func (e *encoder) peerData(ds []engine.PeerData) {
 	}
 }
 
-func (e *encoder) key(k store.Key) {
-	e.strs(k)
-}
-
 // appendRequest encodes req after dst. In.Changes (functions) cannot be
 // encoded: the host turns them into RawChanges first.
 func appendRequest(dst []byte, req *request) []byte {
@@ -93,7 +84,7 @@ func appendRequest(dst []byte, req *request) []byte {
 	e.str(req.Actor)
 	e.uvarint(uint64(len(req.Chunks)))
 	for _, c := range req.Chunks {
-		e.key(c.Key)
+		appendStrings(&e, c.Key)
 		e.bytes(c.Data)
 	}
 	in := &req.In
@@ -104,14 +95,14 @@ func appendRequest(dst []byte, req *request) []byte {
 		e.bytes(a.SyncState)
 		e.bool(a.Resumed)
 	}
-	e.peers(in.Reset)
+	appendStrings(&e, in.Reset)
 	e.byteSlices(in.Remote)
 	e.bool(in.Publish)
 	e.byteSlices(in.RawChanges)
 	e.peerData(in.Receive)
-	e.peers(in.Detach)
-	e.peers(in.Generate)
-	e.peers(in.Always)
+	appendStrings(&e, in.Detach)
+	appendStrings(&e, in.Generate)
+	appendStrings(&e, in.Always)
 	e.bool(in.Flush)
 	return e.b
 }
@@ -125,7 +116,7 @@ func appendResponse(dst []byte, resp *response) []byte {
 	if o := resp.Out; o != nil {
 		e.uvarint(uint64(len(o.Saves)))
 		for _, op := range o.Saves {
-			e.key(op.Key)
+			appendStrings(&e, op.Key)
 			e.bytes(op.Data)
 			e.bool(op.Delete)
 		}
@@ -140,12 +131,12 @@ func appendResponse(dst []byte, resp *response) []byte {
 			e.str(string(k))
 			e.hashes(hs)
 		}
-		e.strs(o.ChangeErrors)
+		appendStrings(&e, o.ChangeErrors)
 		e.hashes(o.Heads)
 		e.bool(o.HeadsChanged)
 		e.bool(o.Empty)
 		e.uvarint(uint64(o.SavedBytes))
-		e.strs(o.RemoteErrors)
+		appendStrings(&e, o.RemoteErrors)
 		e.bytes(o.Published)
 	}
 	e.uvarint(uint64(len(resp.States)))
@@ -250,26 +241,15 @@ func (d *decoder) hashes() [][32]byte {
 	return out
 }
 
-func (d *decoder) strs() []string {
+// readStrings decodes what appendStrings encoded; nil when empty.
+func readStrings[L ~[]S, S ~string](d *decoder) L {
 	n := d.count(1)
 	if n == 0 {
 		return nil
 	}
-	out := make([]string, n)
+	out := make(L, n)
 	for i := range out {
-		out[i] = d.str()
-	}
-	return out
-}
-
-func (d *decoder) peers() []engine.PeerKey {
-	n := d.count(1)
-	if n == 0 {
-		return nil
-	}
-	out := make([]engine.PeerKey, n)
-	for i := range out {
-		out[i] = engine.PeerKey(d.str())
+		out[i] = S(d.str())
 	}
 	return out
 }
@@ -298,8 +278,6 @@ func (d *decoder) peerData() []engine.PeerData {
 	return out
 }
 
-func (d *decoder) key() store.Key { return d.strs() }
-
 func (d *decoder) version() {
 	if v := d.byte(); d.err == nil && v != codecVersion {
 		d.fail(fmt.Sprintf("codec version %d, want %d", v, codecVersion))
@@ -324,7 +302,7 @@ func decodeRequest(b []byte) (request, error) {
 	if n := d.count(2); n > 0 {
 		req.Chunks = make([]store.Chunk, n)
 		for i := range req.Chunks {
-			req.Chunks[i] = store.Chunk{Key: d.key(), Data: d.bytes()}
+			req.Chunks[i] = store.Chunk{Key: readStrings[store.Key](&d), Data: d.bytes()}
 		}
 	}
 	in := &req.In
@@ -334,14 +312,14 @@ func decodeRequest(b []byte) (request, error) {
 			in.Attach[i] = engine.PeerInit{Peer: engine.PeerKey(d.str()), StorageID: d.str(), SyncState: d.bytes(), Resumed: d.bool()}
 		}
 	}
-	in.Reset = d.peers()
+	in.Reset = readStrings[[]engine.PeerKey](&d)
 	in.Remote = d.byteSlices()
 	in.Publish = d.bool()
 	in.RawChanges = d.byteSlices()
 	in.Receive = d.peerData()
-	in.Detach = d.peers()
-	in.Generate = d.peers()
-	in.Always = d.peers()
+	in.Detach = readStrings[[]engine.PeerKey](&d)
+	in.Generate = readStrings[[]engine.PeerKey](&d)
+	in.Always = readStrings[[]engine.PeerKey](&d)
 	in.Flush = d.bool()
 	if err := d.end(); err != nil {
 		return request{}, err
@@ -360,7 +338,7 @@ func decodeResponse(b []byte) (response, error) {
 		if n := d.count(3); n > 0 {
 			o.Saves = make([]store.Op, n)
 			for i := range o.Saves {
-				o.Saves[i] = store.Op{Key: d.key(), Data: d.bytes(), Delete: d.bool()}
+				o.Saves[i] = store.Op{Key: readStrings[store.Key](&d), Data: d.bytes(), Delete: d.bool()}
 			}
 		}
 		o.Messages = d.peerData()
@@ -377,7 +355,7 @@ func decodeResponse(b []byte) (response, error) {
 				o.TheirHeads[k] = d.hashes()
 			}
 		}
-		o.ChangeErrors = d.strs()
+		o.ChangeErrors = readStrings[[]string](&d)
 		o.Heads = d.hashes()
 		o.HeadsChanged = d.bool()
 		o.Empty = d.bool()
@@ -385,7 +363,7 @@ func decodeResponse(b []byte) (response, error) {
 		if o.SavedBytes < 0 {
 			d.fail("saved bytes out of range")
 		}
-		o.RemoteErrors = d.strs()
+		o.RemoteErrors = readStrings[[]string](&d)
 		o.Published = d.bytes()
 		resp.Out = o
 	}
