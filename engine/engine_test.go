@@ -401,6 +401,18 @@ func msgHeads(t *testing.T, data []byte) crdt.Heads {
 	return heads
 }
 
+// countSentHeads counts the heads announced in the sync messages the
+// engine sends to c from now on.
+func countSentHeads(t *testing.T, c *client) *int {
+	var heads int
+	c.conn.onSend = func(m wire.Message) {
+		if m.Type == wire.TypeSync {
+			heads += len(msgHeads(t, m.Data))
+		}
+	}
+	return &heads
+}
+
 // The durability rule: no message announcing heads that include a change
 // is handed to any connection before the change's write returned.
 func TestPersistBeforeSend(t *testing.T) {
@@ -439,16 +451,11 @@ func TestStoreFailureSendsNothingAndDisconnects(t *testing.T) {
 	h := newHarness(t, store.NewMemStore())
 	a := h.connect("a", "sa")
 	h.st.fail = errors.New("disk full")
-	var heads int
-	a.conn.onSend = func(m wire.Message) {
-		if m.Type == wire.TypeSync {
-			heads += len(msgHeads(t, m.Data))
-		}
-	}
+	heads := countSentHeads(t, a)
 	a.edit(docA, "k", "v")
 	a.sync(docA, wire.TypeSync)
 	h.settle(a)
-	assert.Zero(t, heads, "no heads may be announced after a failed write")
+	assert.Zero(t, *heads, "no heads may be announced after a failed write")
 	assert.True(t, a.conn.closed)
 	assert.Equal(t, CloseInternalError, a.conn.code)
 }
